@@ -1,0 +1,72 @@
+package caddymodule
+
+import (
+	"fmt"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+)
+
+// defaultBotName is the name of the bot the Caddyfile's `secret` shorthand configures.
+const defaultBotName = "default"
+
+// Bot is one DingTalk robot whose callbacks the handler accepts.
+type Bot struct {
+	// A name for this robot, unique within the handler. It is sent to the
+	// next handler as the X-Dingtalk-Bot header and is available as
+	// `{http.dingtalk.bot}`.
+	Name string `json:"name"`
+
+	// The robot application's AppSecret (also called Client Secret). Write
+	// it as `{env.NAME}` or `{file./path}` to keep it out of the config;
+	// placeholders are expanded when the config is loaded. It is never logged.
+	Secret string `json:"secret"`
+
+	// When set, a callback signed with this bot's secret must carry this
+	// robotCode in its body, or it is rejected with 403.
+	RobotCode string `json:"robot_code,omitempty"`
+}
+
+// bot is a provisioned Bot: its secret expanded.
+type bot struct {
+	name      string
+	secret    string
+	robotCode string
+}
+
+// provisionBots expands secrets and checks names. Error messages name the
+// bot, never the secret.
+func provisionBots(configured []Bot) ([]bot, error) {
+	repl := caddy.NewReplacer()
+	seen := make(map[string]bool, len(configured))
+	bots := make([]bot, 0, len(configured))
+	for i, b := range configured {
+		if b.Name == "" {
+			return nil, fmt.Errorf("dingtalk: bot #%d has no name", i+1)
+		}
+		if seen[b.Name] {
+			return nil, fmt.Errorf("dingtalk: bot %q is configured twice", b.Name)
+		}
+		seen[b.Name] = true
+		secret, err := repl.ReplaceOrErr(b.Secret, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("dingtalk: bot %q: the secret's placeholder cannot be expanded (is the variable or file there?)", b.Name)
+		}
+		if secret == "" {
+			return nil, fmt.Errorf("dingtalk: bot %q has an empty secret (an unset {env.*} variable?)", b.Name)
+		}
+		bots = append(bots, bot{name: b.Name, secret: secret, robotCode: b.RobotCode})
+	}
+	return bots, nil
+}
+
+// match returns the first bot whose secret signs timestamp as sign.
+func matchBot(bots []bot, timestamp, sign string) (*bot, bool) {
+	for i := range bots {
+		if dingtalk.SignMatches(bots[i].secret, timestamp, sign) {
+			return &bots[i], true
+		}
+	}
+	return nil, false
+}

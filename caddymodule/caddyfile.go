@@ -1,0 +1,201 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("dingtalk", parseHandlerCaddyfile)
+	// Verification comes before any auth or handler that could contact
+	// another service, and before every handler that answers: a forgery
+	// costs one hash and reaches nothing.
+	httpcaddyfile.RegisterDirectiveOrder("dingtalk", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	dingtalk [<matcher>] {
+//	    secret <appSecret>
+//	    bot <name> <appSecret> {
+//	        robot_code <code>
+//	    }
+//	    max_age <duration>
+//	    max_future <duration>
+//	    max_body <size>
+//	    dedupe off|<ttl>
+//	    forward_sign on|off
+//	    store <backend> {
+//	        ...
+//	    }
+//	}
+//
+// Unknown and repeated subdirectives are errors; only bot may repeat.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if sub != "bot" {
+			if seen[sub] {
+				return d.Errf("%s is given twice", sub)
+			}
+			seen[sub] = true
+		}
+		var err error
+		switch sub {
+		case "secret":
+			var secret string
+			if secret, err = singleArg(d); err == nil {
+				h.Bots = append(h.Bots, Bot{Name: defaultBotName, Secret: secret})
+			}
+		case "bot":
+			err = h.unmarshalBot(d)
+		case "max_age":
+			err = durationArg(d, &h.MaxAge)
+		case "max_future":
+			err = durationArg(d, &h.MaxFuture)
+		case "max_body":
+			var size string
+			if size, err = singleArg(d); err == nil {
+				var n uint64
+				if n, err = humanize.ParseBytes(size); err != nil || n == 0 || n > 1<<40 {
+					return d.Errf("max_body: %q is not a size such as 1MiB", size)
+				}
+				h.MaxBody = int64(n)
+			}
+		case "dedupe":
+			var value string
+			if value, err = singleArg(d); err == nil {
+				if value == "off" {
+					h.DisableDedupe = true
+				} else {
+					err = parseDuration(d, value, &h.DedupeTTL)
+				}
+			}
+		case "forward_sign":
+			var on bool
+			if on, err = onOffArg(d); err == nil {
+				h.StripSign = !on
+			}
+		case "store":
+			err = h.unmarshalStore(d)
+		default:
+			return d.Errf("unrecognized subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(h.Bots) == 0 {
+		return d.Err("dingtalk needs at least one secret: `secret <appSecret>` or `bot <name> <appSecret>`")
+	}
+	return nil
+}
+
+// unmarshalBot parses `bot <name> <appSecret> { robot_code <code> }`.
+func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return d.Err("bot needs a name and a secret: bot <name> <appSecret>")
+	}
+	b := Bot{Name: args[0], Secret: args[1]}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "robot_code":
+			if b.RobotCode != "" {
+				return d.Err("robot_code is given twice")
+			}
+			code, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			b.RobotCode = code
+		default:
+			return d.Errf("unrecognized bot subdirective %q", d.Val())
+		}
+	}
+	for _, other := range h.Bots {
+		if other.Name == b.Name {
+			return d.Errf("bot %q is configured twice", b.Name)
+		}
+	}
+	h.Bots = append(h.Bots, b)
+	return nil
+}
+
+// unmarshalStore parses `store <backend> { ... }` with the backend module's
+// own Caddyfile syntax.
+func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	backend := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, "dingtalk.stores."+backend)
+	if err != nil {
+		return err
+	}
+	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", backend, nil)
+	return nil
+}
+
+// singleArg reads exactly one argument.
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	value := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return value, nil
+}
+
+// durationArg reads one duration argument such as 90s or 1h.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	value, err := singleArg(d)
+	if err != nil {
+		return err
+	}
+	return parseDuration(d, value, dst)
+}
+
+func parseDuration(d *caddyfile.Dispenser, value string, dst *caddy.Duration) error {
+	dur, err := caddy.ParseDuration(value)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: %q is not a positive duration such as 90s or 1h", d.Val(), value)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// onOffArg reads one on/off argument.
+func onOffArg(d *caddyfile.Dispenser) (bool, error) {
+	value, err := singleArg(d)
+	if err != nil {
+		return false, err
+	}
+	switch value {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("expected on or off, got %q", value)
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

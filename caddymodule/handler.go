@@ -1,0 +1,178 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the dingtalk handler.
+const (
+	defaultMaxAge    = time.Hour // DingTalk's own rule
+	defaultMaxFuture = 5 * time.Minute
+	defaultMaxBody   = 1 << 20
+	defaultDedupeTTL = 2 * time.Hour
+)
+
+// Handler verifies DingTalk robot callbacks and passes only genuine ones to
+// the next handler. It checks, in this order and failing closed: the method,
+// the presence of the timestamp and sign headers, the timestamp's window, the
+// sign against each configured bot, the body's size, its JSON shape, and the
+// bot's robot code. An accepted message whose msgId was already accepted
+// within the de-duplication TTL is answered with an empty DingTalk reply and
+// not passed on.
+//
+// The verified message is available to the rest of the route as
+// `{http.dingtalk.*}` placeholders, to the `dingtalk` matcher and to the
+// `dingtalk_reply` handler.
+type Handler struct {
+	// The robots whose callbacks are accepted. The first bot whose secret
+	// produces the request's sign wins and becomes the request's bot. Two
+	// bots with the same robot code allow rotating its secret without downtime.
+	Bots []Bot `json:"bots,omitempty"`
+
+	// How old a callback's timestamp may be. Default: 1h, DingTalk's own rule.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// How far ahead of this server's clock a callback's timestamp may be.
+	// Genuine callbacks are never ahead by more than clock skew. Default: 5m.
+	MaxFuture caddy.Duration `json:"max_future,omitempty"`
+
+	// The largest body accepted, in bytes. Default: 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// How long an accepted msgId is remembered, so that DingTalk's
+	// redelivery of a slow callback is answered empty instead of being passed
+	// on a second time. Default: 2h.
+	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
+
+	// Turns msgId de-duplication off.
+	DisableDedupe bool `json:"disable_dedupe,omitempty"`
+
+	// Removes the timestamp and sign headers before the next handler, for
+	// backends that do not verify the sign themselves. A sign is a credential
+	// until its timestamp leaves the window; not forwarding it keeps it out
+	// of the backend's logs.
+	StripSign bool `json:"strip_sign,omitempty"`
+
+	// Where accepted msgIds are remembered. Default: the in-memory store,
+	// which is shared by every configuration of this process and survives
+	// config reloads.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
+
+	bots   []bot
+	window dingtalk.Window
+	dedupe *deduper
+	logger *zap.Logger
+	now    func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.dingtalk",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision expands the bots' secrets and sets defaults.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.MaxAge == 0 {
+		h.MaxAge = caddy.Duration(defaultMaxAge)
+	}
+	if h.MaxFuture == 0 {
+		h.MaxFuture = caddy.Duration(defaultMaxFuture)
+	}
+	if h.MaxBody == 0 {
+		h.MaxBody = defaultMaxBody
+	}
+	if h.DedupeTTL == 0 {
+		h.DedupeTTL = caddy.Duration(defaultDedupeTTL)
+	}
+	h.window = dingtalk.Window{MaxAge: time.Duration(h.MaxAge), MaxFuture: time.Duration(h.MaxFuture)}
+
+	bots, err := provisionBots(h.Bots)
+	if err != nil {
+		return err
+	}
+	h.bots = bots
+
+	if h.DisableDedupe {
+		return nil
+	}
+	store, err := h.loadStore(ctx)
+	if err != nil {
+		return err
+	}
+	h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger)
+	return nil
+}
+
+// Validate checks the configuration for mistakes that provisioning cannot fix.
+func (h *Handler) Validate() error {
+	if len(h.bots) == 0 {
+		return fmt.Errorf("dingtalk: at least one bot with a secret is required")
+	}
+	if h.MaxAge < 0 || h.MaxFuture < 0 {
+		return fmt.Errorf("dingtalk: max_age and max_future must not be negative")
+	}
+	if h.MaxBody < 0 {
+		return fmt.Errorf("dingtalk: max_body must not be negative")
+	}
+	if h.DedupeTTL < 0 {
+		return fmt.Errorf("dingtalk: the de-duplication TTL must not be negative")
+	}
+	return nil
+}
+
+// loadStore loads the configured store module, or the default in-memory one.
+func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
+	if h.StoreRaw == nil {
+		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "backend", "memory", nil)
+	}
+	mod, err := ctx.LoadModule(h, "StoreRaw")
+	if err != nil {
+		return nil, fmt.Errorf("dingtalk: loading store: %v", err)
+	}
+	return mod.(Store), nil
+}
+
+// ServeHTTP verifies the callback and passes it on, or rejects it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+
+	msg, rj := h.verify(r)
+	if rj != nil {
+		return h.reject(w, r, repl, rj)
+	}
+
+	r = h.prepareForward(r, repl, msg)
+
+	if h.dedupe == nil {
+		return next.ServeHTTP(w, r)
+	}
+	return h.dedupe.serveOnce(w, r, msg, next)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,133 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+)
+
+// Verified is a callback the dingtalk handler accepted: the bot whose secret
+// signed it, the parsed message, and the body exactly as received.
+type Verified struct {
+	Bot     string
+	Message *dingtalk.Message
+	Body    []byte
+}
+
+// verifiedKey is the one context key under which the handler stores the
+// verified message. It is unexported: nothing but the handler can set it, so
+// an unverified request can never look verified downstream.
+type verifiedKey struct{}
+
+// VerifiedFrom returns the message the dingtalk handler verified earlier in
+// this request's route, if any.
+func VerifiedFrom(ctx context.Context) (*Verified, bool) {
+	v, ok := ctx.Value(verifiedKey{}).(*Verified)
+	return v, ok
+}
+
+// Headers the handler controls on the way to the next handler.
+const (
+	headerPrefix = "X-Dingtalk-"
+	headerBot    = "X-Dingtalk-Bot"
+)
+
+// prepareForward hands the verified callback to the rest of the route: the
+// body restored byte for byte, X-Dingtalk-* headers replaced by ours, the
+// sign stripped if configured, and the message in the context and the
+// placeholders.
+func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verified) *http.Request {
+	restoreBody(r, v.Body)
+	for name := range r.Header {
+		// Header keys are canonical, so a prefix test on the canonical form is exact.
+		if strings.HasPrefix(name, headerPrefix) {
+			delete(r.Header, name)
+		}
+	}
+	r.Header.Set(headerBot, v.Bot)
+	if h.StripSign {
+		r.Header.Del(dingtalk.HeaderTimestamp)
+		r.Header.Del(dingtalk.HeaderSign)
+	}
+	addPlaceholders(repl, v)
+	return r.WithContext(context.WithValue(r.Context(), verifiedKey{}, v))
+}
+
+// placeholderPrefix starts every placeholder this module serves.
+const placeholderPrefix = "http.dingtalk."
+
+// headerSafeSuffix marks the percent-encoded twin of a placeholder: the raw
+// values keep newlines (a reply must show a multi-line message as sent), and
+// a newline in a request header would make the proxy fail with 502.
+const headerSafeSuffix = ".urlencoded"
+
+// addPlaceholders serves {http.dingtalk.*} lazily from v: nothing is computed
+// unless a placeholder is used.
+func addPlaceholders(repl *caddy.Replacer, v *Verified) {
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, placeholderPrefix)
+		if !ok {
+			return nil, false
+		}
+		if raw, ok := strings.CutSuffix(name, headerSafeSuffix); ok {
+			value, known := placeholderValue(v, raw)
+			if !known {
+				return nil, false
+			}
+			return url.PathEscape(value), true
+		}
+		value, known := placeholderValue(v, name)
+		if !known {
+			return nil, false
+		}
+		return value, true
+	})
+}
+
+// placeholderValue returns the value of {http.dingtalk.<name>}.
+func placeholderValue(v *Verified, name string) (string, bool) {
+	m := v.Message
+	switch name {
+	case "bot":
+		return v.Bot, true
+	case "msg_id":
+		return m.MsgID, true
+	case "msgtype":
+		return m.MsgType, true
+	case "text":
+		return m.TrimmedText(), true
+	case "sender_id":
+		return m.SenderID, true
+	case "sender_nick":
+		return m.SenderNick, true
+	case "sender_staff_id":
+		return m.SenderStaffID, true
+	case "sender_corp_id":
+		return m.SenderCorpID, true
+	case "conversation_id":
+		return m.ConversationID, true
+	case "conversation_type":
+		return m.Conversation(), true
+	case "conversation_title":
+		return m.ConversationTitle, true
+	case "robot_code":
+		return m.RobotCode, true
+	case "chatbot_user_id":
+		return m.ChatbotUserID, true
+	case "is_admin":
+		return strconv.FormatBool(m.IsAdmin), true
+	case "is_in_at_list":
+		return strconv.FormatBool(m.IsInAtList), true
+	case "session_webhook":
+		return m.SessionWebhook, true
+	case "create_at":
+		return m.CreateAt.String(), true
+	}
+	return "", false
+}

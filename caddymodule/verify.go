@@ -1,0 +1,64 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+)
+
+// verify runs the checks in the documented order and returns the verified
+// message, or the rejection saying why not. The body is read only after the
+// sign matched, so forgeries cost nothing but a hash.
+func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
+	if r.Method != http.MethodPost {
+		return nil, newRejection(http.StatusMethodNotAllowed, reasonMethod, "", errors.New("method is not POST"))
+	}
+
+	timestamp, okTS := singleHeader(r.Header, dingtalk.HeaderTimestamp)
+	sign, okSign := singleHeader(r.Header, dingtalk.HeaderSign)
+	if !okTS || !okSign {
+		return nil, newRejection(http.StatusUnauthorized, reasonMissingHeaders, "", errors.New("timestamp or sign header missing, empty or repeated"))
+	}
+
+	switch err := h.window.Check(timestamp, h.now()); {
+	case errors.Is(err, dingtalk.ErrExpired):
+		return nil, newRejection(http.StatusUnauthorized, reasonExpired, "", err)
+	case errors.Is(err, dingtalk.ErrFuture):
+		return nil, newRejection(http.StatusUnauthorized, reasonFuture, "", err)
+	case err != nil:
+		return nil, newRejection(http.StatusUnauthorized, reasonBadTimestamp, "", err)
+	}
+
+	b, ok := matchBot(h.bots, timestamp, sign)
+	if !ok {
+		return nil, newRejection(http.StatusUnauthorized, reasonBadSign, "", errors.New("sign matches no configured bot"))
+	}
+
+	body, err := readBody(r, h.MaxBody)
+	if err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, newRejection(http.StatusRequestEntityTooLarge, reasonTooLarge, b.name, err)
+		}
+		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
+	}
+	msg, err := dingtalk.ParseMessage(body)
+	if err != nil {
+		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
+	}
+
+	if b.robotCode != "" && msg.RobotCode != b.robotCode {
+		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
+	}
+	return &Verified{Bot: b.name, Message: msg, Body: body}, nil
+}
+
+// singleHeader returns the header's only value. A header that is absent,
+// empty or sent more than once is not usable: which copy would be the real one?
+func singleHeader(h http.Header, name string) (string, bool) {
+	values := h.Values(name)
+	if len(values) != 1 || values[0] == "" {
+		return "", false
+	}
+	return values[0], true
+}

@@ -1,0 +1,70 @@
+package dingtalktest
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+)
+
+// Received is one request a fake server saw.
+type Received struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// Recorder is an HTTP server on loopback that records every request and
+// answers with its Handler (default: 200 with an empty DingTalk reply).
+type Recorder struct {
+	*httptest.Server
+
+	mu       sync.Mutex
+	received []Received
+	notify   chan struct{}
+
+	// Handler answers after the request was recorded; set it before use.
+	Handler http.HandlerFunc
+}
+
+// NewRecorder starts a recording server on 127.0.0.1.
+func NewRecorder() *Recorder {
+	rec := &Recorder{notify: make(chan struct{}, 1024)}
+	rec.Server = httptest.NewServer(http.HandlerFunc(rec.serve))
+	return rec
+}
+
+func (rec *Recorder) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec.mu.Lock()
+	rec.received = append(rec.received, Received{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	rec.mu.Unlock()
+	select {
+	case rec.notify <- struct{}{}:
+	default:
+	}
+	if rec.Handler != nil {
+		rec.Handler(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = io.WriteString(w, `{"msgtype":"empty"}`)
+}
+
+// Requests returns a copy of what was received so far.
+func (rec *Recorder) Requests() []Received {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]Received(nil), rec.received...)
+}
+
+// Count returns how many requests were received.
+func (rec *Recorder) Count() int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return len(rec.received)
+}
+
+// Notify receives a value (best effort) after each recorded request.
+func (rec *Recorder) Notify() <-chan struct{} { return rec.notify }

@@ -1,0 +1,9 @@
+// Package caddydingtalk registers the caddy-dingtalk modules with Caddy, so
+// that `xcaddy build --with github.com/caddy-dingtalk/caddy-dingtalk` (or
+// `xcaddy build` from this repository's root) includes them. The modules
+// themselves live in the caddymodule package.
+package caddydingtalk
+
+import (
+	_ "github.com/caddy-dingtalk/caddy-dingtalk/caddymodule"
+)
