@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-dingtalk/caddy-dingtalk/caddymodule"
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+)
+
+// testSecret is the first test vector's secret from the protocol notes.
+const testSecret = "this is a secret"
+
+func TestMain(m *testing.M) {
+	// Caddy writes its storage and autosave under XDG folders: keep them out of the home folder.
+	dir, err := os.MkdirTemp("", "caddy-dingtalk-integration-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	code := m.Run()
+	_ = caddy.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gateway is a Caddy running in this process with one plain-HTTP site on a
+// free loopback port.
+type gateway struct {
+	t       testing.TB
+	URL     string // the site's base URL, http://127.0.0.1:<port>
+	LogFile string // Caddy's default log, JSON lines at DEBUG
+	client  *http.Client
+}
+
+// site is what a test puts in the Caddyfile.
+type site struct {
+	Global     string // extra global options
+	Body       string // the site block's content
+	FilterSign bool   // give the default log the sign filter the README ships
+}
+
+// startGateway loads the Caddyfile made of s and stops Caddy when the test ends.
+func startGateway(t testing.TB, s site) *gateway {
+	t.Helper()
+	g := &gateway{
+		t:       t,
+		URL:     "http://127.0.0.1:" + freePort(t),
+		LogFile: filepath.Join(t.TempDir(), "caddy.log"),
+		client:  &http.Client{Timeout: 15 * time.Second},
+	}
+	g.load(s)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+		if t.Failed() {
+			logs, _ := os.ReadFile(g.LogFile)
+			t.Logf("caddy log:\n%s", logs)
+		}
+	})
+	return g
+}
+
+// load (re)loads the configuration; Caddy swaps it in gracefully.
+func (g *gateway) load(s site) {
+	g.t.Helper()
+	format := "format json"
+	if s.FilterSign {
+		format = "format filter {\n\t\t\twrap json\n\t\t\trequest>headers>Sign delete\n\t\t}"
+	}
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	log {
+		output file %s
+		%s
+		level DEBUG
+	}
+	%s
+}
+
+%s {
+	%s
+}
+`, g.LogFile, format, s.Global, g.URL, s.Body)
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		g.t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		if !strings.Contains(w.Message, "not formatted") { // test Caddyfiles are indented for Go, not caddy fmt
+			g.t.Logf("Caddyfile warning: %s", w)
+		}
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		g.t.Fatalf("loading config: %v\n%s", err, caddyfile)
+	}
+}
+
+// response is what the client saw.
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// do sends req and reads the whole answer.
+func (g *gateway) do(req *http.Request) response {
+	g.t.Helper()
+	resp, err := g.client.Do(req)
+	if err != nil {
+		g.t.Fatalf("request failed: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		g.t.Fatalf("reading response: %v", err)
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: string(body)}
+}
+
+// post sends body to path signed with secret now, after letting edit change the request.
+func (g *gateway) post(path, secret string, body []byte, edit ...func(*http.Request)) response {
+	g.t.Helper()
+	req, err := dingtalktest.NewRequest(g.URL+path, secret, body, time.Now())
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	for _, e := range edit {
+		e(req)
+	}
+	return g.do(req)
+}
+
+// logs returns everything Caddy logged so far.
+func (g *gateway) logs() string {
+	g.t.Helper()
+	data, err := os.ReadFile(g.LogFile)
+	if err != nil && !os.IsNotExist(err) {
+		g.t.Fatal(err)
+	}
+	return string(data)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// hostPort strips the scheme from an httptest server's URL, for reverse_proxy.
+func hostPort(url string) string {
+	return strings.TrimPrefix(url, "http://")
+}
+
+// callback returns a realistic text callback body with a fresh msgId.
+func callback(text string) []byte {
+	return dingtalktest.Callback{Text: text, Group: true}.Body()
+}
+
+// mustEqualBytes fails when got differs from want, showing both.
+func mustEqualBytes(t testing.TB, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs:\n got: %q\nwant: %q", what, got, want)
+	}
+}
