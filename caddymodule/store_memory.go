@@ -234,6 +234,7 @@ var (
 //	    max_entries <n>
 //	}
 func (s *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the backend's name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
