@@ -82,6 +82,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		"bad forward_sign":     {"dingtalk {\n secret s\n forward_sign no\n}", "expected on or off"},
 		"unknown store":        {"dingtalk {\n secret s\n store disk\n}", "dingtalk.stores.disk"},
 		"bad max_entries":      {"dingtalk {\n secret s\n store memory {\n  max_entries -1\n }\n}", "not a positive number"},
+		"async argument":       {"dingtalk {\n secret s\n async on\n}", "wrong argument count"},
+		"async unknown":        {"dingtalk {\n secret s\n async {\n  wait 1s\n }\n}", `unrecognized async subdirective "wait"`},
+		"async duplicate":      {"dingtalk {\n secret s\n async {\n  workers 1\n  workers 2\n }\n}", "async: workers is given twice"},
+		"async workers zero":   {"dingtalk {\n secret s\n async {\n  workers 0\n }\n}", `workers: "0" is not a whole number of at least 1`},
+		"async no hosts":       {"dingtalk {\n secret s\n async {\n  webhook_hosts\n }\n}", "wrong argument count"},
 	}
 	for name, c := range cases {
 		_, err := adapt(t, "http://localhost:8080 {\n"+c.block+"\n}\n")

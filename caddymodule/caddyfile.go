@@ -38,6 +38,9 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    store <backend> {
 //	        ...
 //	    }
+//	    async {
+//	        ...
+//	    }
 //	}
 //
 // Unknown and repeated subdirectives are errors; only bot may repeat.
@@ -83,7 +86,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if value == "off" {
 					h.DisableDedupe = true
 				} else {
-					err = parseDuration(d, value, &h.DedupeTTL)
+					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
 				}
 			}
 		case "forward_sign":
@@ -93,6 +96,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "store":
 			err = h.unmarshalStore(d)
+		case "async":
+			err = h.unmarshalAsync(d)
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}
@@ -164,19 +169,21 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 	return value, nil
 }
 
-// durationArg reads one duration argument such as 90s or 1h.
+// durationArg reads the one duration argument of the current subdirective.
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	value, err := singleArg(d)
 	if err != nil {
 		return err
 	}
-	return parseDuration(d, value, dst)
+	return parseDuration(d, name, value, dst)
 }
 
-func parseDuration(d *caddyfile.Dispenser, value string, dst *caddy.Duration) error {
+// parseDuration parses a positive duration such as 90s or 1h given to name.
+func parseDuration(d *caddyfile.Dispenser, name, value string, dst *caddy.Duration) error {
 	dur, err := caddy.ParseDuration(value)
 	if err != nil || dur <= 0 {
-		return d.Errf("%s: %q is not a positive duration such as 90s or 1h", d.Val(), value)
+		return d.Errf("%s: %q is not a positive duration such as 90s or 1h", name, value)
 	}
 	*dst = caddy.Duration(dur)
 	return nil

@@ -16,7 +16,9 @@ import (
 // emptyReply is DingTalk's "no reply" message.
 var emptyReply = []byte(`{"msgtype":"empty"}`)
 
-// deduper passes each msgId on once within its TTL.
+// deduper passes each msgId on once within its TTL. A message is claimed
+// when it is accepted; the claim is kept once the message was answered and
+// released when answering failed, so that DingTalk's redelivery can try again.
 type deduper struct {
 	store  Store
 	ttl    time.Duration
@@ -27,29 +29,62 @@ func newDeduper(store Store, ttl time.Duration, logger *zap.Logger) *deduper {
 	return &deduper{store: store, ttl: ttl, logger: logger}
 }
 
-// serveOnce claims the message and passes it on, or answers empty when the
-// message was already claimed. When the rest of the route fails (an error, or
-// a 5xx answer) the claim is released so that DingTalk's redelivery can try again.
+// claim is one request's hold on a msgId.
+type claim struct {
+	d          *deduper
+	key, token string
+	msgID      string
+}
+
+// claim takes v's msgId for ttl. It returns nil and no error when another
+// request holds it already: the message is a duplicate.
+func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
+	c := &claim{d: d, key: dedupeKey(v), token: newClaimToken(), msgID: v.Message.MsgID}
+	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if holder != c.token {
+		d.logger.Info("dingtalk callback is a duplicate; answered empty",
+			zap.String("bot", v.Bot), zap.String("msg_id", v.Message.MsgID))
+		return nil, nil
+	}
+	return c, nil
+}
+
+// keep holds the msgId for ttl from now.
+func (c *claim) keep(ctx context.Context, ttl time.Duration) {
+	if err := c.d.store.Keep(context.WithoutCancel(ctx), c.key, c.token, ttl); err != nil {
+		c.d.logger.Error("extending a message's claim", zap.String("msg_id", c.msgID), zap.Error(err))
+	}
+}
+
+// done marks the message as answered: redeliveries within the TTL are duplicates.
+func (c *claim) done(ctx context.Context) { c.keep(ctx, c.d.ttl) }
+
+// release forgets the msgId, so that a redelivery is passed on again. It
+// runs even when the request that made the claim is gone.
+func (c *claim) release(ctx context.Context) {
+	if err := c.d.store.Release(context.WithoutCancel(ctx), c.key, c.token); err != nil {
+		c.d.logger.Error("releasing a failed message's claim", zap.String("msg_id", c.msgID), zap.Error(err))
+	}
+}
+
+// serveOnce is the synchronous way through: claim the message and pass it
+// on, or answer empty when it was claimed already. When the rest of the
+// route fails (an error, or a 5xx answer) the claim is released.
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
-	key := dedupeKey(v)
-	token := newClaimToken()
-	holder, err := d.store.Claim(r.Context(), key, token, d.ttl)
+	c, err := d.claim(r.Context(), v, d.ttl)
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	if holder != token {
-		d.logger.Info("dingtalk callback is a duplicate; answered empty",
-			zap.String("bot", v.Bot), zap.String("msg_id", v.Message.MsgID))
+	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
-
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err = next.ServeHTTP(sw, r)
 	if err != nil || sw.status >= http.StatusInternalServerError {
-		// The request may be gone; the release must still reach the store.
-		if relErr := d.store.Release(context.WithoutCancel(r.Context()), key, token); relErr != nil {
-			d.logger.Error("releasing a failed message's claim", zap.String("msg_id", v.Message.MsgID), zap.Error(relErr))
-		}
+		c.release(r.Context())
 	}
 	return err
 }

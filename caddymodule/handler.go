@@ -67,6 +67,11 @@ type Handler struct {
 	// of the backend's logs.
 	StripSign bool `json:"strip_sign,omitempty"`
 
+	// Answer DingTalk at once and run the rest of the route in the
+	// background, posting its answer to the message's sessionWebhook.
+	// Without it, the rest of the route answers DingTalk directly.
+	Async *Async `json:"async,omitempty"`
+
 	// Where accepted msgIds are remembered. Default: the in-memory store,
 	// which is shared by every configuration of this process and survives
 	// config reloads.
@@ -75,6 +80,7 @@ type Handler struct {
 	bots   []bot
 	window dingtalk.Window
 	dedupe *deduper
+	relay  *relay
 	logger *zap.Logger
 	now    func() time.Time
 }
@@ -113,14 +119,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.bots = bots
 
-	if h.DisableDedupe {
-		return nil
+	if !h.DisableDedupe {
+		store, err := h.loadStore(ctx)
+		if err != nil {
+			return err
+		}
+		h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger)
 	}
-	store, err := h.loadStore(ctx)
-	if err != nil {
-		return err
+	if h.Async != nil {
+		cfg := h.Async.withDefaults()
+		if err := cfg.validate(); err != nil {
+			return err
+		}
+		if h.relay, err = newRelay(cfg, h.dedupe, h.logger); err != nil {
+			return err
+		}
 	}
-	h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger)
 	return nil
 }
 
@@ -137,6 +151,15 @@ func (h *Handler) Validate() error {
 	}
 	if h.DedupeTTL < 0 {
 		return fmt.Errorf("dingtalk: the de-duplication TTL must not be negative")
+	}
+	return nil
+}
+
+// Cleanup lets background jobs of this configuration finish on their own;
+// it waits for them only when Caddy exits.
+func (h *Handler) Cleanup() error {
+	if h.relay != nil {
+		h.relay.close()
 	}
 	return nil
 }
@@ -164,6 +187,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	r = h.prepareForward(r, repl, msg)
 
+	if h.relay != nil {
+		return h.relay.serve(w, r, msg, next)
+	}
 	if h.dedupe == nil {
 		return next.ServeHTTP(w, r)
 	}
@@ -174,5 +200,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
