@@ -32,6 +32,10 @@ Give the robot's AppSecret with --secret-env NAME to keep it out of shell
 history; the commands never print it.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(signCommand(), sendCommand())
+			// Runnable, so that a mistyped subcommand fails instead of
+			// printing the help with exit status 0.
+			cmd.Args = cobra.NoArgs
+			cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 		},
 	})
 }

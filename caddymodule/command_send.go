@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 
@@ -108,7 +109,8 @@ func (opts sendOptions) check() error {
 }
 
 // body returns what to send: the --body file, or a realistic callback whose
-// sessionWebhook points at the fake one when there is one.
+// sessionWebhook points at the fake one when there is one; it says on stderr
+// what it sends, and what the gateway will make of a file.
 func (opts sendOptions) body(target *url.URL, webhook *dingtalktest.Recorder, stderr io.Writer) ([]byte, error) {
 	if opts.BodyFile == "" {
 		cb := opts.Callback
@@ -131,16 +133,11 @@ func (opts sendOptions) body(target *url.URL, webhook *dingtalktest.Recorder, st
 	}
 	fmt.Fprintf(stderr, "sending %s to %s\n", opts.BodyFile, target.Redacted())
 	// Sent anyway: how the gateway answers a broken body is worth seeing.
-	var fields struct {
-		MsgID          any    `json:"msgId"`
-		SessionWebhook string `json:"sessionWebhook"`
-	}
+	m, err := dingtalk.ParseMessage(body)
 	switch {
-	case !json.Valid(body):
-		fmt.Fprintf(stderr, "note: %s is not JSON: the gateway will refuse it\n", opts.BodyFile)
-	case json.Unmarshal(body, &fields) != nil || fields.MsgID == nil:
-		fmt.Fprintf(stderr, "note: %s has no msgId: the gateway will refuse it\n", opts.BodyFile)
-	case webhook != nil && !strings.HasPrefix(fields.SessionWebhook, webhook.URL+"/"):
+	case err != nil:
+		fmt.Fprintf(stderr, "note: the gateway will refuse %s: %v\n", opts.BodyFile, err)
+	case webhook != nil && !strings.HasPrefix(m.SessionWebhook, webhook.URL+"/"):
 		fmt.Fprintf(stderr, "note: the sessionWebhook in %s is not on %s: posts to it will not show here\n", opts.BodyFile, webhook.URL)
 	}
 	return body, nil

@@ -171,7 +171,7 @@ func TestSendBodyFileIsSentAsIs(t *testing.T) {
 	if stdout != "400 Bad Request\n(empty body)\n" {
 		t.Errorf("stdout %q", stdout)
 	}
-	if want := "sending " + file + " to " + gw.URL + "/robot\nnote: " + file + " has no msgId: the gateway will refuse it\n"; stderr != want {
+	if want := "sending " + file + " to " + gw.URL + "/robot\nnote: the gateway will refuse " + file + ": invalid callback body: no msgId\n"; stderr != want {
 		t.Errorf("stderr %q\nwant %q", stderr, want)
 	}
 	got := gw.Requests()
@@ -432,5 +432,21 @@ func TestPrintBody(t *testing.T) {
 		if out.String() != tc.want || err != tc.err {
 			t.Errorf("printBody(%q) printed %q, %v; want %q, %v", tc.body, out.String(), err, tc.want, tc.err)
 		}
+	}
+}
+
+func TestSendBodyFileWithAnotherSessionWebhook(t *testing.T) {
+	gw := newGateway(t, testSecret, reply(http.StatusOK, jsonType, `{"msgtype":"empty"}`))
+	file := filepath.Join(t.TempDir(), "callback.json")
+	if err := os.WriteFile(file, dingtalktest.Callback{Text: "elsewhere"}.Body(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, _ := send(t, sendOptions{
+		URL: gw.URL + "/robot", Secret: secretSource{Value: testSecret}, BodyFile: file,
+		WebhookListen: "127.0.0.1:0", Wait: time.Millisecond,
+	})
+	listen := listenLine.FindStringSubmatch(stderr)
+	if listen == nil || !strings.Contains(stderr, "note: the sessionWebhook in "+file+" is not on "+listen[1]+": posts to it will not show here\n") {
+		t.Errorf("stderr %q", stderr)
 	}
 }
