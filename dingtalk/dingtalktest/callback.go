@@ -53,7 +53,7 @@ func (c Callback) Message() dingtalk.Message {
 		SenderNick:                or(c.SenderNick, "Zhang San"),
 		SenderStaffID:             or(c.SenderStaffID, "user123"),
 		SenderCorpID:              "dingcorp1",
-		SessionWebhook:            or(c.SessionWebhook, "https://oapi.dingtalk.com/robot/sendBySession?session="+NewMsgID()),
+		SessionWebhook:            or(c.SessionWebhook, "https://oapi.dingtalk.com"+WebhookPath+"?session="+NewSession()),
 		SessionWebhookExpiredTime: dingtalk.Millis(now.Add(90 * time.Minute).UnixMilli()),
 		IsAdmin:                   true,
 		ChatbotCorpID:             "dingcorp1",

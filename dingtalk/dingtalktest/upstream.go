@@ -1,6 +1,7 @@
 package dingtalktest
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,8 +31,16 @@ type Recorder struct {
 
 // NewRecorder starts a recording server on 127.0.0.1.
 func NewRecorder() *Recorder {
-	rec := &Recorder{notify: make(chan struct{}, 1024)}
-	rec.Server = httptest.NewServer(http.HandlerFunc(rec.serve))
+	return startRecorder(httptest.NewUnstartedServer(nil), nil)
+}
+
+// startRecorder serves srv with a new Recorder answering with handler.
+// The handler is set before the server starts, so no request can race it.
+func startRecorder(srv *httptest.Server, handler http.HandlerFunc) *Recorder {
+	rec := &Recorder{notify: make(chan struct{}, 1024), Handler: handler}
+	srv.Config.Handler = http.HandlerFunc(rec.serve)
+	rec.Server = srv
+	srv.Start()
 	return rec
 }
 
@@ -45,6 +54,7 @@ func (rec *Recorder) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	if rec.Handler != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body)) // the handler may read it too
 		rec.Handler(w, r)
 		return
 	}

@@ -1,0 +1,99 @@
+package caddymodule
+
+import (
+	"os"
+	"os/signal"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// The `caddy dingtalk` command: flag wiring only; the work is done by
+// runSign and runSend.
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "dingtalk",
+		Usage: "sign|send [flags]",
+		Short: "Signs and sends DingTalk robot callbacks, to try a gateway",
+		Long: `
+Tools to try a caddy-dingtalk gateway without DingTalk.
+
+'sign' prints the timestamp and sign headers DingTalk would send for a
+secret (and, with --url, a curl command that posts with them).
+
+'send' builds a realistic callback, signs it, posts it to the gateway and
+prints the status and the reply. With --webhook-listen it also plays
+DingTalk's sessionWebhook and prints what the gateway posts there. It exits
+non-zero unless the gateway answered 2xx with JSON (and, with
+--webhook-listen, the awaited posts arrived).
+
+Give the robot's AppSecret with --secret-env NAME to keep it out of shell
+history; the commands never print it.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(signCommand(), sendCommand())
+			// Runnable, so that a mistyped subcommand fails instead of
+			// printing the help with exit status 0.
+			cmd.Args = cobra.NoArgs
+			cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		},
+	})
+}
+
+func signCommand() *cobra.Command {
+	var opts signOptions
+	cmd := &cobra.Command{
+		Use:   "sign --secret-env NAME|--secret S [--timestamp MS] [--url URL]",
+		Short: "Prints the timestamp and sign headers of a callback",
+		Example: `  $ caddy dingtalk sign --secret 'this is a secret' --timestamp 1577262236757
+  $ caddy dingtalk sign --secret-env DINGTALK_APP_SECRET --url http://localhost:8080/robot`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSign(opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	secretFlags(f, &opts.Secret)
+	f.StringVar(&opts.Timestamp, "timestamp", "", "the timestamp header, milliseconds since the epoch (default now)")
+	f.StringVar(&opts.URL, "url", "", "also print a curl command posting body.json to this URL")
+	return cmd
+}
+
+func sendCommand() *cobra.Command {
+	var opts sendOptions
+	cmd := &cobra.Command{
+		Use:   "send --url URL --secret-env NAME|--secret S [--text T] [flags]",
+		Short: "Posts a signed callback to a gateway and prints the reply",
+		Example: `  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --text hello
+  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --group --webhook-listen 127.0.0.1:9999`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return runSend(ctx, opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.URL, "url", "", "the gateway's callback URL, like http://localhost:8080/robot (required)")
+	secretFlags(f, &opts.Secret)
+	f.StringVar(&opts.Callback.Text, "text", "", `the message text (default "`+defaultSendText+`")`)
+	f.BoolVar(&opts.Callback.Group, "group", false, "send a group message (@mention stripped, as DingTalk does) instead of a one-to-one one")
+	f.StringVar(&opts.Callback.SenderNick, "sender-nick", "", `the sender's display name (default "Zhang San")`)
+	f.StringVar(&opts.Callback.SenderStaffID, "sender-staff-id", "", `the sender's staff id (default "user123")`)
+	f.StringVar(&opts.Callback.RobotCode, "robot-code", "", `the robot's code (default "dingrobot1")`)
+	f.StringVar(&opts.Callback.MsgID, "msg-id", "", "the msgId, to try de-duplication (default a fresh one)")
+	f.StringVar(&opts.BodyFile, "body", "", "send this file instead of a built callback (still signed)")
+	f.StringVar(&opts.WebhookListen, "webhook-listen", "", "run a fake sessionWebhook on this address, like 127.0.0.1:9999, and print what the gateway posts there")
+	f.DurationVar(&opts.Wait, "wait", 0, "with --webhook-listen: how long to wait for posts (default 30s)")
+	f.IntVar(&opts.Count, "count", 0, "with --webhook-listen: how many posts to wait for (default 1)")
+	f.DurationVar(&opts.Timeout, "timeout", 0, "how long to wait for the gateway's answer (default 30s)")
+	return cmd
+}
+
+// secretFlags adds --secret and --secret-env.
+func secretFlags(f *pflag.FlagSet, s *secretSource) {
+	f.StringVar(&s.Env, "secret-env", "", "read the robot's AppSecret from this environment variable")
+	f.StringVar(&s.Value, "secret", "", "the robot's AppSecret (prefer --secret-env: this one lands in shell history)")
+}
