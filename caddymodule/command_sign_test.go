@@ -22,8 +22,6 @@ var signVectors = []struct{ secret, sign string }{
 	{"testAppSecret123", "/u/NmL78bEwbWCrXKtyloL0DktNIZ2Q7oKeLE4xd5wU="},
 }
 
-const testSecret = "this is a secret"
-
 // sign runs `caddy dingtalk sign` and fails the test if secret shows up in
 // anything it printed or returned.
 func sign(t *testing.T, opts signOptions, secret string) (stdout, stderr string, err error) {

@@ -110,6 +110,9 @@ func (g *gateway) load(s site) {
 	if err := caddy.Load(cfg, true); err != nil {
 		g.t.Fatalf("loading config: %v\n%s", err, caddyfile)
 	}
+	// The old config's server closes its idle keep-alive connections; a POST
+	// on one of them would fail rather than be retried.
+	g.client.CloseIdleConnections()
 }
 
 // response is what the client saw.
