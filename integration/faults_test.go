@@ -1,0 +1,379 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+)
+
+// resetAfter answers by writing raw bytes (nothing, or the start of a
+// response) and then resetting the connection.
+func resetAfter(raw string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = buf.WriteString(raw)
+		_ = buf.Flush()
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			_ = tcp.SetLinger(0) // close with RST, not FIN
+		}
+		_ = conn.Close()
+	}
+}
+
+// A response cut off after its headers and part of its body.
+const brokenResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"msgtype\":\"text\",\"te"
+
+// faulty answers with fault while failing is set, and with good otherwise.
+type faulty struct {
+	failing     atomic.Bool
+	fault, good http.HandlerFunc
+}
+
+func (f *faulty) serve(w http.ResponseWriter, r *http.Request) {
+	if f.failing.Load() {
+		f.fault(w, r)
+		return
+	}
+	f.good(w, r)
+}
+
+// When the upstream fails, DingTalk gets a clear error status or a broken
+// answer, and the claim on the msgId is released: DingTalk's redelivery
+// reaches the upstream again once it is back, and gets its answer.
+func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
+	cases := []struct {
+		name   string
+		fault  http.HandlerFunc // nil: the upstream refuses connections
+		status int              // 0: the answer breaks off
+	}{
+		{"refuses connections", nil, http.StatusBadGateway},
+		{"resets before answering", resetAfter(""), http.StatusBadGateway},
+		{"resets mid-response", resetAfter(brokenResponse), 0},
+		{"answers 500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 500},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			upstream := dingtalktest.NewRecorder()
+			t.Cleanup(upstream.Close)
+			f := &faulty{fault: c.fault, good: echoMsgID}
+			upstream.Handler = f.serve
+			g := startGateway(t, proxySite(upstream, ""))
+			if resp := g.post("/robot", testSecret, callback("warm up")); resp.Status != 200 {
+				t.Fatalf("warm-up answered %d", resp.Status)
+			}
+			leaks := startLeakCheck(t, g, upstream)
+
+			f.failing.Store(true)
+			if c.fault == nil {
+				gone := dingtalktest.NewRecorder()
+				gone.Close() // a port where nothing listens any more
+				g.load(proxySite(gone, ""))
+			}
+			var body []byte
+			for range 5 { // a few times, so that a leak per failure would exceed the slack
+				body = callback("hello")
+				status, err := tryPost(g, body)
+				switch {
+				case c.status == 0 && err == nil:
+					t.Fatalf("the broken answer arrived whole (status %d)", status)
+				case c.status != 0 && (err != nil || status != c.status):
+					t.Fatalf("got %d, %v; want %d", status, err, c.status)
+				}
+			}
+
+			// The upstream is back: DingTalk's redelivery of the last message is answered.
+			f.failing.Store(false)
+			if c.fault == nil {
+				g.load(proxySite(upstream, ""))
+			}
+			before := upstream.Count()
+			resp, err := g.deliver(testSecret, body, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != 200 || !strings.HasPrefix(resp.Body, "re:msg") {
+				t.Fatalf("the redelivery got %d %q, want the upstream's answer (was the claim released?)", resp.Status, resp.Body)
+			}
+			if n := upstream.Count() - before; n != 1 {
+				t.Fatalf("the redelivery reached the upstream %d times, want once", n)
+			}
+			leaks.verify(t)
+		})
+	}
+}
+
+// tryPost posts a signed body and reads the answer, reporting a broken one
+// as an error.
+func tryPost(g *gateway, body []byte) (int, error) {
+	req, err := dingtalktest.NewRequest(g.URL+"/robot", testSecret, body, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, err
+}
+
+// jobsFinished counts the relay's "job finished" log lines.
+func jobsFinished(g *gateway) int { return strings.Count(g.logs(), "dingtalk async job finished") }
+
+// When the backend fails in the background, the relay posts the fallback
+// and releases the claim: each redelivery runs the route again, and once
+// the backend is back the answer is posted.
+func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
+	const fallback = `{"msgtype":"text","text":{"content":"sorry"}}`
+	cases := []struct {
+		name  string
+		fault http.HandlerFunc // nil: the backend refuses connections
+	}{
+		{"refuses connections", nil},
+		{"resets before answering", resetAfter("")},
+		{"resets mid-response", resetAfter(brokenResponse)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &faulty{fault: c.fault, good: echoMsgID}
+			rl := startRelayed(t, openGate(), `fallback_text "sorry"`, f.serve)
+			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
+			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
+			leaks := startLeakCheck(t, rl.gateway, rl.backend, rl.webhook)
+
+			f.failing.Store(true)
+			if c.fault == nil {
+				gone := dingtalktest.NewRecorder()
+				gone.Close() // a port where nothing listens any more
+				rl.load(asyncSite(gone, rl.webhook, `fallback_text "sorry"`))
+			}
+			body := rl.callbackTo("hello")
+			for i := 1; i <= 3; i++ { // the first delivery and two redeliveries
+				resp, err := rl.deliver(testSecret, body, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustEmptyAck(t, resp)
+				waitFor(t, "the job to finish", func() bool { return jobsFinished(rl.gateway) == 1+i })
+				if n := rl.webhook.Count(); n != 1+i {
+					t.Fatalf("after delivery %d the webhook got %d posts, want %d", i, n, 1+i)
+				}
+				if got := string(rl.webhook.Requests()[i].Body); got != fallback {
+					t.Fatalf("posted %s, want the fallback", got)
+				}
+			}
+			if strings.Count(rl.logs(), `"answered":false`) != 3 {
+				t.Error("the failed jobs are not logged as unanswered")
+			}
+
+			f.failing.Store(false)
+			if c.fault == nil {
+				rl.load(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`))
+			}
+			resp, err := rl.deliver(testSecret, body, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustEmptyAck(t, resp)
+			waitFor(t, "the answer", func() bool { return rl.webhook.Count() == 5 })
+			if got := answeredMsgID(rl.webhook.Requests()[4].Body); !strings.Contains(string(body), `"msgId":"`+got+`"`) {
+				t.Fatalf("posted the answer to %q, not to the redelivered message", got)
+			}
+			leaks.verify(t)
+		})
+	}
+}
+
+// A webhook post that may have been shown keeps the claim (a second answer
+// in the chat is worse than none); one that certainly was not releases it,
+// so that DingTalk's redelivery runs the route again.
+func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
+	hang := func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	errcode := func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"errcode":40035,"errmsg":"bad message"}`)
+	}
+	cases := []struct {
+		name        string
+		webhook     http.HandlerFunc
+		expired     bool
+		attempts    int
+		redelivered bool
+	}{
+		{"times out: maybe shown, kept", hang, false, 3, false},
+		{"5xx: maybe shown, kept", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, false, 3, false},
+		{"errcode: not shown, released", errcode, false, 1, true},
+		{"expired: not contacted, released", nil, true, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rl := startRelayed(t, openGate(), "webhook_timeout 300ms", echoMsgID)
+			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
+			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
+			leaks := startLeakCheck(t, rl.gateway, rl.backend, rl.webhook)
+
+			if c.webhook != nil {
+				rl.webhook.Handler = c.webhook
+			}
+			cb := dingtalktest.Callback{Text: "hi", SessionWebhook: rl.webhook.SessionURL()}
+			if c.expired {
+				cb.Now = time.Now().Add(-2 * time.Hour) // its sessionWebhook expired 30 minutes ago
+			}
+			body := cb.Body()
+			mustEmptyAck(t, rl.post("/robot", testSecret, body))
+			waitFor(t, "the job to finish", func() bool { return jobsFinished(rl.gateway) == 2 })
+			if n := rl.webhook.Count() - 1; n != c.attempts {
+				t.Fatalf("the webhook got %d attempts, want %d", n, c.attempts)
+			}
+
+			mustEmptyAck(t, rl.post("/robot", testSecret, body))
+			if c.redelivered {
+				waitFor(t, "the redelivery's job", func() bool { return jobsFinished(rl.gateway) == 3 })
+			} else {
+				settle()
+			}
+			if got, want := rl.backend.Count(), map[bool]int{true: 3, false: 2}[c.redelivered]; got != want {
+				t.Fatalf("the backend saw %d callbacks, want %d", got, want)
+			}
+			leaks.verify(t)
+		})
+	}
+}
+
+// Caddy reloads a changed config while callbacks keep coming, some of them
+// redelivered: every message is answered exactly once, on whichever config
+// it arrived, and nothing is left running.
+func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
+	const senders, maxPerSender, reloads = 4, 200, 8
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "async"}[async], func(t *testing.T) {
+			backend := dingtalktest.NewRecorder()
+			t.Cleanup(backend.Close)
+			backend.Handler = func(w http.ResponseWriter, r *http.Request) {
+				time.Sleep(20 * time.Millisecond) // keeps some answers in flight across each reload
+				echoMsgID(w, r)
+			}
+			webhook := dingtalktest.NewWebhook()
+			t.Cleanup(webhook.Close)
+			configs := []site{proxySite(backend, ""), proxySite(backend, "max_age 30m")}
+			if async {
+				configs = []site{asyncSite(backend, webhook, ""), asyncSite(backend, webhook, `fallback_text "changed"`)}
+			}
+			g := startGateway(t, configs[0])
+			callbackFor := func(text string) []byte {
+				return dingtalktest.Callback{Text: text, SessionWebhook: webhook.SessionURL()}.Body()
+			}
+			if resp := g.post("/robot", testSecret, callbackFor("warm up")); resp.Status != 200 {
+				t.Fatalf("warm-up answered %d", resp.Status)
+			}
+			if async {
+				waitFor(t, "the warm-up's reply", func() bool { return webhook.Count() == 1 && jobsFinished(g) == 1 })
+			}
+			leaks := startLeakCheck(t, g, backend, webhook)
+			backend0, webhook0 := backend.Count(), webhook.Count()
+
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				problems []string
+				sent     = map[string]bool{}
+			)
+			report := func(format string, args ...any) {
+				mu.Lock()
+				defer mu.Unlock()
+				problems = append(problems, fmt.Sprintf(format, args...))
+			}
+			stop := make(chan struct{})
+			for s := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range maxPerSender {
+						select {
+						case <-stop:
+							return
+						case <-time.After(10 * time.Millisecond): // a steady stream, not a flood
+						}
+						msgID := fmt.Sprintf("reload-%d-%d", s, i)
+						body := dingtalktest.Callback{Text: "hi", MsgID: msgID, SessionWebhook: webhook.SessionURL()}.Body()
+						mu.Lock()
+						sent[msgID] = true
+						mu.Unlock()
+						for delivery := range 2 { // DingTalk's redelivery follows at once
+							resp, err := g.deliver(testSecret, body, time.Now())
+							switch {
+							case err != nil:
+								report("%s: %v", msgID, err)
+							case resp.Status != 200:
+								report("%s delivery %d: status %d", msgID, delivery, resp.Status)
+							case (async || delivery == 1) && resp.Body != `{"msgtype":"empty"}`:
+								report("%s delivery %d answered %q, want the empty reply", msgID, delivery, resp.Body)
+							case !async && delivery == 0 && resp.Body != "re:"+msgID && resp.Body != `{"msgtype":"empty"}`:
+								report("%s answered %q", msgID, resp.Body)
+							}
+						}
+					}
+				}()
+			}
+			for i := range reloads {
+				time.Sleep(100 * time.Millisecond)
+				g.load(configs[(i+1)%2])
+			}
+			close(stop)
+			wg.Wait()
+			for _, p := range problems {
+				t.Error(p)
+			}
+
+			// Every message reached the backend exactly once; with the relay,
+			// exactly one answer per message was posted.
+			answers := backend
+			if async {
+				answers = webhook
+				waitFor(t, "every answer to be posted", func() bool { return webhook.Count()-webhook0 >= len(sent) })
+				settle()
+			}
+			for name, rec := range map[string]*dingtalktest.Recorder{"backend": backend, "answers": answers} {
+				seen := map[string]int{}
+				start := backend0
+				if rec == webhook {
+					start = webhook0
+				}
+				for _, r := range rec.Requests()[start:] {
+					if rec == webhook {
+						seen[answeredMsgID(r.Body)]++
+					} else if m, err := dingtalk.ParseMessage(r.Body); err == nil {
+						seen[m.MsgID]++
+					}
+				}
+				for msgID := range sent {
+					if seen[msgID] != 1 {
+						t.Errorf("%s: %s seen %d times, want once", name, msgID, seen[msgID])
+					}
+				}
+				if len(seen) != len(sent) {
+					t.Errorf("%s: %d messages seen, %d sent", name, len(seen), len(sent))
+				}
+			}
+			t.Logf("%d messages, each delivered twice, across %d reloads", len(sent), reloads)
+			leaks.verify(t)
+		})
+	}
+}
