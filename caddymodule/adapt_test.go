@@ -101,3 +101,16 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		})
 	}
 }
+
+// The Caddyfiles the project ships must keep adapting.
+func TestShippedCaddyfilesAdapt(t *testing.T) {
+	for _, file := range []string{"../Caddyfile", "../examples/routing/Caddyfile"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adapt(string(data)); err != nil {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+}
