@@ -108,7 +108,7 @@ func (m *MatchDingTalk) MatchWithError(r *http.Request) (bool, error) {
 	case len(m.MsgTypes) > 0 && !slices.Contains(m.MsgTypes, msg.MsgType),
 		m.Conversation != "" && m.Conversation != msg.Conversation(),
 		len(m.ConversationIDs) > 0 && !slices.Contains(m.ConversationIDs, msg.ConversationID),
-		len(m.Senders) > 0 && (msg.SenderStaffID == "" || !slices.Contains(m.Senders, msg.SenderStaffID)),
+		len(m.Senders) > 0 && !slices.Contains(m.Senders, msg.SenderStaffID), // never "": Validate refuses it
 		len(m.Bots) > 0 && !slices.Contains(m.Bots, v.Bot),
 		m.Admin && !msg.IsAdmin,
 		m.Mentioned && !msg.IsInAtList:

@@ -18,14 +18,21 @@ func init() {
 	caddy.RegisterModule(Reply{})
 }
 
-// Reply types as configured, and the DingTalk msgtype each one sends.
-var replyMsgTypes = map[string]string{
-	"text":        dingtalk.MsgTypeText,
-	"markdown":    dingtalk.MsgTypeMarkdown,
-	"link":        dingtalk.MsgTypeLink,
-	"action_card": dingtalk.MsgTypeActionCard,
-	"feed_card":   dingtalk.MsgTypeFeedCard,
-	"empty":       dingtalk.MsgTypeEmpty,
+// replyType is what a configured reply type sends and which fields it uses.
+type replyType struct {
+	msgType  string
+	required []string
+	optional []string
+}
+
+// replyTypes are the types a reply can be configured with.
+var replyTypes = map[string]replyType{
+	"text":        {dingtalk.MsgTypeText, []string{"text"}, nil},
+	"markdown":    {dingtalk.MsgTypeMarkdown, []string{"title", "text"}, nil},
+	"link":        {dingtalk.MsgTypeLink, []string{"title", "text", "url"}, []string{"pic"}},
+	"action_card": {dingtalk.MsgTypeActionCard, []string{"title", "text"}, []string{"url", "button"}},
+	"feed_card":   {dingtalk.MsgTypeFeedCard, []string{"link"}, nil},
+	"empty":       {dingtalk.MsgTypeEmpty, nil, nil},
 }
 
 // replyTypeNames lists the reply types for error messages, in a stable order.
@@ -136,7 +143,7 @@ func (rh *Reply) Validate() error {
 // check is Validate without the module's name, for Caddyfile errors, which
 // Caddy prefixes with the directive.
 func (rh *Reply) check() error {
-	msgType, known := replyMsgTypes[rh.Type]
+	typ, known := replyTypes[rh.Type]
 	if !known {
 		return fmt.Errorf("unknown type %q (want %s)", rh.Type, replyTypeNames)
 	}
@@ -144,31 +151,18 @@ func (rh *Reply) check() error {
 		"title": rh.Title != "", "text": rh.Text != "", "url": rh.URL != "", "pic": rh.Pic != "",
 		"button": len(rh.Buttons) > 0, "link": len(rh.Links) > 0,
 	}
-	var required, allowed []string
-	switch rh.Type {
-	case "text":
-		required, allowed = []string{"text"}, []string{"text"}
-	case "markdown":
-		required, allowed = []string{"title", "text"}, []string{"title", "text"}
-	case "link":
-		required, allowed = []string{"title", "text", "url"}, []string{"title", "text", "url", "pic"}
-	case "action_card":
-		required, allowed = []string{"title", "text"}, []string{"title", "text", "url", "button"}
-		if set["url"] == set["button"] {
-			return errors.New("an action_card needs either a url (one button for the card) or buttons, not both")
-		}
-	case "feed_card":
-		required, allowed = []string{"link"}, []string{"link"}
-	}
-	for _, field := range required {
+	for _, field := range typ.required {
 		if !set[field] {
 			return fmt.Errorf("%s reply needs a %s", article(rh.Type), field)
 		}
 	}
 	for _, field := range []string{"title", "text", "url", "pic", "button", "link"} {
-		if set[field] && !slices.Contains(allowed, field) {
+		if set[field] && !slices.Contains(typ.required, field) && !slices.Contains(typ.optional, field) {
 			return fmt.Errorf("%s reply takes no %s", article(rh.Type), field)
 		}
+	}
+	if rh.Type == "action_card" && set["url"] == set["button"] {
+		return errors.New("an action_card needs either a url (one button for the card) or buttons, not both")
 	}
 	for i, b := range rh.Buttons {
 		if b.Title == "" || b.URL == "" {
@@ -180,7 +174,7 @@ func (rh *Reply) check() error {
 			return fmt.Errorf("link %d needs a title, a url and a pic", i+1)
 		}
 	}
-	if (rh.AtSender || rh.AtAll) && !dingtalk.CanMention(msgType) {
+	if (rh.AtSender || rh.AtAll) && !dingtalk.CanMention(typ.msgType) {
 		return fmt.Errorf("%s reply cannot @ anyone (at_sender, at_all)", article(rh.Type))
 	}
 	return nil

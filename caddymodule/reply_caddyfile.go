@@ -43,7 +43,7 @@ func (rh *Reply) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	if args := d.RemainingArgs(); len(args) > 0 {
 		rh.Type, seen["type"] = args[0], true
-		if _, known := replyMsgTypes[rh.Type]; !known {
+		if _, known := replyTypes[rh.Type]; !known {
 			return d.Errf("unknown type %q (want %s)", rh.Type, replyTypeNames)
 		}
 		switch rest := args[1:]; {
