@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -11,10 +12,18 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// emptyReply is DingTalk's "no reply" message.
-var emptyReply = []byte(`{"msgtype":"empty"}`)
+// emptyReply is DingTalk's "no reply" message, encoded once.
+var emptyReply = func() []byte {
+	body, err := json.Marshal(dingtalk.NewEmpty())
+	if err != nil {
+		panic(err) // a constant message always encodes
+	}
+	return body
+}()
 
 // deduper passes each msgId on once within its TTL. A message is claimed
 // when it is accepted; the claim is kept once the message was answered and

@@ -293,7 +293,7 @@ func replyFromResponse(rec *recordedResponse) ([]byte, error) {
 
 // textMessage is a DingTalk text message saying content.
 func textMessage(content string) ([]byte, error) {
-	return json.Marshal(map[string]any{"msgtype": "text", "text": map[string]string{"content": content}})
+	return json.Marshal(dingtalk.NewText(content))
 }
 
 // fallback is the message posted when the route failed, or nil.
