@@ -34,6 +34,8 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_future <duration>
 //	    max_body <size>
 //	    dedupe off|<ttl>
+//	    replay_guard on|off
+//	    replay_grace <duration>
 //	    forward_sign on|off
 //	    store <backend> {
 //	        ...
@@ -89,6 +91,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
 				}
 			}
+		case "replay_guard":
+			var on bool
+			if on, err = onOffArg(d); err == nil {
+				h.DisableReplayGuard = !on
+			}
+		case "replay_grace":
+			err = durationArg(d, &h.ReplayGrace)
 		case "forward_sign":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
