@@ -77,6 +77,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"empty block", false, "dingtalk {\n}", "needs at least one secret"},
 		{"unknown subdirective", false, "dingtalk {\n secret s\n secrets s\n}", `unrecognized subdirective "secrets"`},
 		{"duplicate", false, "dingtalk {\n secret s\n max_age 1h\n max_age 2h\n}", "max_age is given twice"},
+		{"secret with a space", false, "dingtalk {\n secret two words\n}", "secret takes exactly one argument (quote it"},
 		{"secret twice", false, "dingtalk {\n secret a\n secret b\n}", "secret is given twice"},
 		{"inline argument", false, "dingtalk s {\n secret s\n}", "wrong argument count"},
 		{"bot without secret", false, "dingtalk {\n bot a\n}", "bot needs a name and a secret"},

@@ -64,7 +64,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch sub {
 		case "secret":
 			var secret string
-			if secret, err = singleArg(d); err == nil {
+			if secret, err = secretArg(d); err == nil {
 				h.Bots = append(h.Bots, Bot{Name: defaultBotName, Secret: secret})
 			}
 		case "bot":
@@ -176,6 +176,18 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.ArgErr()
 	}
 	return value, nil
+}
+
+// secretArg reads exactly one argument without echoing it in the error: a
+// secret or password (or a URL that holds one) written with a space must not end up in
+// the log through an "unexpected argument" message.
+func secretArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.Errf("%s takes exactly one argument (quote it if it contains spaces)", name)
+	}
+	return args[0], nil
 }
 
 // durationArg reads the one duration argument of the current subdirective.

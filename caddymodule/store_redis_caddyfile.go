@@ -69,17 +69,5 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// secretArg reads exactly one argument without echoing it in the error: a
-// password (or a URL that holds one) written with a space must not end up in
-// the log through an "unexpected argument" message.
-func secretArg(d *caddyfile.Dispenser) (string, error) {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		return "", d.Errf("%s takes exactly one argument (quote it if it contains spaces)", name)
-	}
-	return args[0], nil
-}
-
 // Interface guard
 var _ caddyfile.Unmarshaler = (*RedisStore)(nil)
