@@ -32,10 +32,14 @@ type deduper struct {
 	store  Store
 	ttl    time.Duration
 	logger *zap.Logger
+	// storeUnavailable applies on_error when a claim fails: nil means pass
+	// the callback on without a claim, an error is the answer to return.
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, logger *zap.Logger) *deduper {
-	return &deduper{store: store, ttl: ttl, logger: logger}
+func newDeduper(store Store, ttl time.Duration, logger *zap.Logger,
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
+	return &deduper{store: store, ttl: ttl, logger: logger, storeUnavailable: storeUnavailable}
 }
 
 // claim is one request's hold on a msgId.
@@ -85,7 +89,10 @@ func (c *claim) release(ctx context.Context) {
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	c, err := d.claim(r.Context(), v, d.ttl)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		if err := d.storeUnavailable(w, r, v, err); err != nil {
+			return err
+		}
+		return next.ServeHTTP(w, r)
 	}
 	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)
