@@ -32,10 +32,10 @@ func TestGoBackend(t *testing.T) {
 // testBackend runs the example in examples/dir, whose backend (started
 // with argv) answers as lang, and checks its answers.
 func testBackend(t *testing.T, dir, lang string, argv ...string) {
-	ex := newExample(t)
+	ex := newExample(t, dir)
 	ex.set("DINGTALK_APP_SECRET", secret)
 	ex.start(ex.addr("BACKEND_ADDR"), argv...)
-	ex.caddy("examples/" + dir + "/Caddyfile")
+	ex.caddy()
 
 	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi Zhang San, bot default (`+lang+`) got: hello @user123"},"at":{"atUserIds":["user123"]}}`),
 		"--secret-env", "DINGTALK_APP_SECRET", "--text", "hello")
@@ -51,10 +51,10 @@ func testBackend(t *testing.T, dir, lang string, argv ...string) {
 
 func TestMultiBot(t *testing.T) {
 	needs(t, "python3")
-	ex := newExample(t)
+	ex := newExample(t, "multi-bot")
 	ex.set("DINGTALK_SALES_SECRET", secret) // support keeps its trial secret
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/multi-bot/backend.py")
-	ex.caddy("examples/multi-bot/Caddyfile")
+	ex.caddy()
 
 	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Thanks Zhang San! A sales rep will get back to you about: a quote for 100 seats @user123"},"at":{"atUserIds":["user123"]}}`),
 		"--secret-env", "DINGTALK_SALES_SECRET", "--text", "a quote for 100 seats")
@@ -64,8 +64,8 @@ func TestMultiBot(t *testing.T) {
 }
 
 func TestBuiltin(t *testing.T) {
-	ex := newExample(t)
-	ex.caddy("examples/builtin/Caddyfile")
+	ex := newExample(t, "builtin")
+	ex.caddy()
 
 	help := printed(t, `{"msgtype":"markdown","markdown":{"title":"Help","text":"**What I answer**\n- **ping**: pong\n- **whoami**: what I know about you\n- **help**: this text"}}`)
 	ex.expect(help, "--secret", trialSecret, "--text", "help")
@@ -79,12 +79,12 @@ func TestBuiltin(t *testing.T) {
 }
 
 func TestRouting(t *testing.T) {
-	ex := newExample(t)
+	ex := newExample(t, "routing")
 	ex.set("DINGTALK_APP_SECRET", secret)
 	weather, ask := ex.addr("WEATHER_ADDR"), ex.addr("ASK_ADDR")
 	ex.start(weather, bin.upstream, "-addr", weather, "-name", "weather")
 	ex.start(ask, bin.upstream, "-addr", ask, "-name", "ask")
-	ex.caddy("examples/routing/Caddyfile")
+	ex.caddy()
 
 	// The answers the example's README shows.
 	for text, reply := range map[string]string{
@@ -99,11 +99,11 @@ func TestRouting(t *testing.T) {
 
 func TestAsyncLLM(t *testing.T) {
 	needs(t, "python3")
-	ex := newExample(t)
+	ex := newExample(t, "async-llm")
 	ex.set("DELAY_SECONDS", "1")
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/async-llm/backend.py")
 	webhook := ex.addr("WEBHOOK_HOST")
-	ex.caddy("examples/async-llm/Caddyfile")
+	ex.caddy()
 
 	// The gateway answers empty at once; the backend's answer reaches the
 	// sessionWebhook later.

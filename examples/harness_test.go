@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +24,13 @@ import (
 // modules, and the examples' Go servers.
 var bin struct {
 	caddy, goBackend, upstream string
+	// sources are the repository's folders of the programs' packages (the
+	// root's holds go.mod and go.sum).
+	sources []string
 }
+
+// programs are the packages TestMain builds.
+var programs = []string{"./cmd/caddy", "./examples/go", "./examples/routing/upstream"}
 
 // readyWait bounds how long a program may take to start listening: generous,
 // so that a loaded machine does not fail the test.
@@ -45,10 +52,9 @@ func TestMain(m *testing.M) {
 }
 
 // build compiles the programs into dir, from the repository's root, as
-// the READMEs' `go run` commands would.
+// the READMEs' `go run` commands would, and lists their sources.
 func build(dir string) error {
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"./cmd/caddy", "./examples/go", "./examples/routing/upstream")
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, programs...)...)
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -56,7 +62,41 @@ func build(dir string) error {
 	bin.caddy = filepath.Join(dir, "caddy")
 	bin.goBackend = filepath.Join(dir, "go")
 	bin.upstream = filepath.Join(dir, "upstream")
+
+	cmd = exec.Command("go", append([]string{"list", "-deps", "-f", "{{.Dir}}"}, programs...)...)
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("go list: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == root || strings.HasPrefix(pkg, root+string(filepath.Separator)) {
+			bin.sources = append(bin.sources, pkg)
+		}
+	}
 	return nil
+}
+
+// watch lists the example's folders and the programs' sources. go test
+// caches a test's result until the Go packages it imports change, or the
+// files and folders it opened (a folder by the names, sizes and times of
+// its entries); this test runs its inputs in other processes, so it opens
+// them itself: a changed Caddyfile, backend or module source runs it again.
+func watch(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(_ string, _ fs.DirEntry, err error) error { return err })
+	for _, pkg := range bin.sources {
+		if err == nil {
+			_, err = os.ReadDir(pkg)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // needs skips the test when program is not installed, except on CI, where
@@ -81,14 +121,17 @@ var exampleVars = []string{"LISTEN", "BACKEND_ADDR", "WEBHOOK_HOST", "WEATHER_AD
 // set them for the README's commands.
 type example struct {
 	t      *testing.T
+	dir    string   // its folder in examples/
 	env    []string // every program's environment
 	listen string   // Caddy's address
 }
 
-// newExample prepares an example's environment: Caddy on a free port,
-// its admin endpoint on another, its storage in a temporary folder.
-func newExample(t *testing.T) *example {
-	ex := &example{t: t}
+// newExample prepares the environment of the example in folder dir: Caddy
+// on a free port, its admin endpoint on another, its storage in a
+// temporary folder.
+func newExample(t *testing.T, dir string) *example {
+	watch(t, dir)
+	ex := &example{t: t, dir: dir}
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "DINGTALK_") && !slices.Contains(exampleVars, name) {
@@ -97,9 +140,9 @@ func newExample(t *testing.T) *example {
 	}
 	ex.listen = ex.addr("LISTEN")
 	ex.addr("CADDY_ADMIN")
-	dir := t.TempDir()
-	ex.set("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	ex.set("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	storage := t.TempDir()
+	ex.set("XDG_CONFIG_HOME", filepath.Join(storage, "config"))
+	ex.set("XDG_DATA_HOME", filepath.Join(storage, "data"))
 	return ex
 }
 
@@ -192,10 +235,11 @@ func stop(pgid int, done <-chan struct{}) {
 	}
 }
 
-// caddy runs `caddy run --config config` and waits until it serves.
-func (ex *example) caddy(config string) {
+// caddy runs `caddy run --config examples/<dir>/Caddyfile` and waits
+// until it serves.
+func (ex *example) caddy() {
 	ex.t.Helper()
-	ex.start(ex.listen, bin.caddy, "run", "--config", config)
+	ex.start(ex.listen, bin.caddy, "run", "--config", "examples/"+ex.dir+"/Caddyfile")
 }
 
 // send runs `caddy dingtalk send --url <the example's /robot> args...`.
