@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
 
 // secret is the robots' secret where a test gives one in the environment;
@@ -110,4 +111,27 @@ func TestAsyncLLM(t *testing.T) {
 	ex.expect(printed(t, `{"msgtype":"empty"}`,
 		`{"msgtype":"text","text":{"content":"After 1 s of thought, Zhang San: \"what is the meaning of life?\" is a fine question."}}`),
 		"--secret", trialSecret, "--text", "what is the meaning of life?", "--webhook-listen", webhook, "--wait", "60s")
+}
+
+func TestMultiInstance(t *testing.T) {
+	redis := redistest.Start(t)
+	start := func(name string) *example {
+		ex := newExample(t, "multi-instance")
+		ex.set("INSTANCE", name)
+		ex.set("REDIS_ADDR", redis.Addr)
+		ex.caddy()
+		return ex
+	}
+	a, b := start("a"), start("b")
+
+	// DingTalk delivers to a, then redelivers to b: answered once.
+	a.expect(printed(t, `{"msgtype":"text","text":{"content":"Instance a answered: hello @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--msg-id", "msgShared1", "--text", "hello")
+	b.expect(printed(t, `{"msgtype":"empty"}`), "--secret", trialSecret, "--msg-id", "msgShared1", "--text", "hello")
+	b.expect(printed(t, `{"msgtype":"text","text":{"content":"Instance b answered: new @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--text", "new")
+
+	// Redis down: on_error closed refuses rather than answer twice.
+	redis.Stop()
+	a.expectRejected("503 Service Unavailable", "--secret", trialSecret)
 }
