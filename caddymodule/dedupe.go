@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -11,10 +12,18 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// emptyReply is DingTalk's "no reply" message.
-var emptyReply = []byte(`{"msgtype":"empty"}`)
+// emptyReply is DingTalk's "no reply" message, encoded once.
+var emptyReply = func() []byte {
+	body, err := json.Marshal(dingtalk.NewEmpty())
+	if err != nil {
+		panic(err) // a constant message always encodes
+	}
+	return body
+}()
 
 // deduper passes each msgId on once within its TTL. A message is claimed
 // when it is accepted; the claim is kept once the message was answered and
@@ -23,10 +32,14 @@ type deduper struct {
 	store  Store
 	ttl    time.Duration
 	logger *zap.Logger
+	// storeUnavailable applies on_error when a claim fails: nil means pass
+	// the callback on without a claim, an error is the answer to return.
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, logger *zap.Logger) *deduper {
-	return &deduper{store: store, ttl: ttl, logger: logger}
+func newDeduper(store Store, ttl time.Duration, logger *zap.Logger,
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
+	return &deduper{store: store, ttl: ttl, logger: logger, storeUnavailable: storeUnavailable}
 }
 
 // claim is one request's hold on a msgId.
@@ -76,7 +89,10 @@ func (c *claim) release(ctx context.Context) {
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	c, err := d.claim(r.Context(), v, d.ttl)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		if err := d.storeUnavailable(w, r, v, err); err != nil {
+			return err
+		}
+		return next.ServeHTTP(w, r)
 	}
 	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)

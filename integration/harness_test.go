@@ -52,6 +52,7 @@ type site struct {
 	Global     string // extra global options
 	Body       string // the site block's content
 	FilterSign bool   // give the default log the sign filter the README ships
+	Extra      string // further site blocks, each with its own address
 }
 
 // startGateway loads the Caddyfile made of s and stops Caddy when the test ends.
@@ -97,7 +98,8 @@ func (g *gateway) load(s site) {
 %s {
 	%s
 }
-`, g.LogFile, format, s.Global, g.URL, s.Body)
+%s
+`, g.LogFile, format, s.Global, g.URL, s.Body, s.Extra)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		g.t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
