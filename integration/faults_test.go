@@ -292,14 +292,9 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			var (
 				wg       sync.WaitGroup
 				mu       sync.Mutex
-				problems []string
+				problems problemLog
 				sent     = map[string]bool{}
 			)
-			report := func(format string, args ...any) {
-				mu.Lock()
-				defer mu.Unlock()
-				problems = append(problems, fmt.Sprintf(format, args...))
-			}
 			stop := make(chan struct{})
 			for s := range senders {
 				wg.Add(1)
@@ -320,13 +315,13 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 							resp, err := g.deliver(testSecret, body, time.Now())
 							switch {
 							case err != nil:
-								report("%s: %v", msgID, err)
+								problems.add("%s: %v", msgID, err)
 							case resp.Status != 200:
-								report("%s delivery %d: status %d", msgID, delivery, resp.Status)
+								problems.add("%s delivery %d: status %d", msgID, delivery, resp.Status)
 							case (async || delivery == 1) && resp.Body != `{"msgtype":"empty"}`:
-								report("%s delivery %d answered %q, want the empty reply", msgID, delivery, resp.Body)
+								problems.add("%s delivery %d answered %q, want the empty reply", msgID, delivery, resp.Body)
 							case !async && delivery == 0 && resp.Body != "re:"+msgID && resp.Body != `{"msgtype":"empty"}`:
-								report("%s answered %q", msgID, resp.Body)
+								problems.add("%s answered %q", msgID, resp.Body)
 							}
 						}
 					}
@@ -338,7 +333,7 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			for _, p := range problems {
+			for _, p := range problems.list() {
 				t.Error(p)
 			}
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 
 // resources are what a leak would pile up: goroutines and open files
@@ -33,13 +31,16 @@ func countResources(t testing.TB) resources {
 // relay's webhook client uses.
 type leakCheck struct {
 	g      *gateway
-	peers  []*dingtalktest.Recorder
+	peers  []peer
 	before resources
 }
 
+// peer is a test server the gateway talks to, such as a dingtalktest.Recorder.
+type peer interface{ CloseClientConnections() }
+
 // startLeakCheck takes the baseline: call it once the gateway has answered a
 // first request, so that everything it sets up lazily already exists.
-func startLeakCheck(t *testing.T, g *gateway, peers ...*dingtalktest.Recorder) *leakCheck {
+func startLeakCheck(t *testing.T, g *gateway, peers ...peer) *leakCheck {
 	t.Helper()
 	l := &leakCheck{g: g, peers: peers}
 	l.dropIdle()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
@@ -62,4 +63,24 @@ func answeredMsgID(post []byte) string {
 	}
 	_ = json.Unmarshal(post, &m)
 	return strings.TrimPrefix(m.Text.Content, "re:")
+}
+
+// problemLog collects what goroutines found, for the test to report.
+type problemLog struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (p *problemLog) add(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.seen) < 20 { // enough to diagnose, bounded like everything else here
+		p.seen = append(p.seen, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *problemLog) list() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.seen...)
 }
