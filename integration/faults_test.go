@@ -73,7 +73,7 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			if resp := g.post("/robot", testSecret, callback("warm up")); resp.Status != 200 {
 				t.Fatalf("warm-up answered %d", resp.Status)
 			}
-			leaks := startLeakCheck(t, g, upstream)
+			leaks := startResourceCheck(t, g, upstream)
 
 			f.failing.Store(true)
 			if c.fault == nil {
@@ -152,7 +152,7 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 			rl := startRelayed(t, openGate(), `fallback_text "sorry"`, f.serve)
 			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
-			leaks := startLeakCheck(t, rl.gateway, rl.backend, rl.webhook)
+			leaks := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
 
 			f.failing.Store(true)
 			if c.fault == nil {
@@ -227,7 +227,7 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 			rl := startRelayed(t, openGate(), "webhook_timeout 300ms", echoMsgID)
 			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
-			leaks := startLeakCheck(t, rl.gateway, rl.backend, rl.webhook)
+			leaks := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
 
 			if c.webhook != nil {
 				rl.webhook.Handler = c.webhook
@@ -286,7 +286,7 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			if async {
 				waitFor(t, "the warm-up's reply", func() bool { return webhook.Count() == 1 && jobsFinished(g) == 1 })
 			}
-			leaks := startLeakCheck(t, g, backend, webhook)
+			leaks := startResourceCheck(t, g, backend, webhook)
 			backend0, webhook0 := backend.Count(), webhook.Count()
 
 			var (

@@ -159,7 +159,7 @@ func TestSoak(t *testing.T) {
 	}
 	waitFor(t, "every genuine message to be answered", func() bool { return webhook.total() >= genuine })
 	settle()
-	startLeakCheck(t, g, backend, webhook).verify(t) // the load is over: nothing it started may remain
+	startResourceCheck(t, g, backend, webhook).verify(t) // the load is over: nothing it started may remain
 
 	for _, p := range problems.list() {
 		t.Error(p)

@@ -23,13 +23,13 @@ func countResources(t testing.TB) resources {
 	return resources{goroutines: runtime.NumGoroutine(), fds: len(fds)}
 }
 
-// leakCheck compares the goroutines and open files of this process while
+// resourceCheck compares the goroutines and open files of this process while
 // a gateway runs, before and after a test's faults. Idle keep-alive
 // connections are not leaks, so both counts are taken after closing them on
 // every side: the gateway's client, the peers' servers (which also drops
 // Caddy's pooled upstream connections) and the default transport that the
 // relay's webhook client uses.
-type leakCheck struct {
+type resourceCheck struct {
 	g      *gateway
 	peers  []peer
 	before resources
@@ -38,17 +38,17 @@ type leakCheck struct {
 // peer is a test server the gateway talks to, such as a dingtalktest.Recorder.
 type peer interface{ CloseClientConnections() }
 
-// startLeakCheck takes the baseline: call it once the gateway has answered a
+// startResourceCheck takes the baseline: call it once the gateway has answered a
 // first request, so that everything it sets up lazily already exists.
-func startLeakCheck(t *testing.T, g *gateway, peers ...peer) *leakCheck {
+func startResourceCheck(t *testing.T, g *gateway, peers ...peer) *resourceCheck {
 	t.Helper()
-	l := &leakCheck{g: g, peers: peers}
+	l := &resourceCheck{g: g, peers: peers}
 	l.dropIdle()
 	l.before = l.stable(t)
 	return l
 }
 
-func (l *leakCheck) dropIdle() {
+func (l *resourceCheck) dropIdle() {
 	l.g.client.CloseIdleConnections()
 	for _, p := range l.peers {
 		p.CloseClientConnections()
@@ -57,7 +57,7 @@ func (l *leakCheck) dropIdle() {
 }
 
 // stable samples until two counts a moment apart agree, for at most 2 s.
-func (l *leakCheck) stable(t *testing.T) resources {
+func (l *resourceCheck) stable(t *testing.T) resources {
 	last := countResources(t)
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
@@ -70,19 +70,19 @@ func (l *leakCheck) stable(t *testing.T) resources {
 	return last
 }
 
-// leakSlack absorbs what comes and goes on its own (a timer's goroutine, a
+// resourceSlack absorbs what comes and goes on its own (a timer's goroutine, a
 // connection being torn down); a leak per request exceeds it quickly.
-const leakSlack = 3
+const resourceSlack = 3
 
 // verify polls for up to 15 s until the counts are back near the baseline,
 // and otherwise fails, showing the goroutines that remain.
-func (l *leakCheck) verify(t *testing.T) {
+func (l *resourceCheck) verify(t *testing.T) {
 	t.Helper()
 	var now resources
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		l.dropIdle()
 		now = countResources(t)
-		if now.goroutines <= l.before.goroutines+leakSlack && now.fds <= l.before.fds+leakSlack {
+		if now.goroutines <= l.before.goroutines+resourceSlack && now.fds <= l.before.fds+resourceSlack {
 			return
 		}
 		if time.Now().After(deadline) {
