@@ -35,6 +35,7 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_body <size>
 //	    dedupe off|<ttl>
 //	    forward_sign on|off
+//	    log_text on|off
 //	    store <backend> {
 //	        ...
 //	    }
@@ -94,6 +95,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if on, err = onOffArg(d); err == nil {
 				h.StripSign = !on
 			}
+		case "log_text":
+			h.LogText, err = onOffArg(d)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "async":

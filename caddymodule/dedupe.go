@@ -22,11 +22,12 @@ var emptyReply = []byte(`{"msgtype":"empty"}`)
 type deduper struct {
 	store  Store
 	ttl    time.Duration
+	report *reporter
 	logger *zap.Logger
 }
 
-func newDeduper(store Store, ttl time.Duration, logger *zap.Logger) *deduper {
-	return &deduper{store: store, ttl: ttl, logger: logger}
+func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Logger) *deduper {
+	return &deduper{store: store, ttl: ttl, report: report, logger: logger}
 }
 
 // claim is one request's hold on a msgId.
@@ -37,7 +38,8 @@ type claim struct {
 }
 
 // claim takes v's msgId for ttl. It returns nil and no error when another
-// request holds it already: the message is a duplicate.
+// request holds it already: the message is a duplicate. Either way, it
+// reports the callback as accepted or as a duplicate.
 func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
 	c := &claim{d: d, key: dedupeKey(v), token: newClaimToken(), msgID: v.Message.MsgID}
 	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
@@ -45,10 +47,10 @@ func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*c
 		return nil, err
 	}
 	if holder != c.token {
-		d.logger.Info("dingtalk callback is a duplicate; answered empty",
-			zap.String("bot", v.Bot), zap.String("msg_id", v.Message.MsgID))
+		d.report.duplicate(v)
 		return nil, nil
 	}
+	d.report.accepted(v)
 	return c, nil
 }
 
@@ -82,7 +84,7 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified,
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = next.ServeHTTP(sw, r)
+	err = d.report.serveNext(sw, r, v, next)
 	if err != nil || sw.status >= http.StatusInternalServerError {
 		c.release(r.Context())
 	}

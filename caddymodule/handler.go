@@ -67,6 +67,11 @@ type Handler struct {
 	// of the backend's logs.
 	StripSign bool `json:"strip_sign,omitempty"`
 
+	// Adds the message's text, trimmed, to the INFO line logged for each
+	// accepted callback. Off by default: what people write to a robot is
+	// theirs, and logs travel further than the backend does.
+	LogText bool `json:"log_text,omitempty"`
+
 	// Answer DingTalk at once and run the rest of the route in the
 	// background, posting its answer to the message's sessionWebhook.
 	// Without it, the rest of the route answers DingTalk directly.
@@ -81,6 +86,7 @@ type Handler struct {
 	window dingtalk.Window
 	dedupe *deduper
 	relay  *relay
+	report *reporter
 	logger *zap.Logger
 	now    func() time.Time
 }
@@ -93,7 +99,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the bots' secrets and sets defaults.
+// Provision expands the bots' secrets, sets defaults and registers the
+// module's metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.now == nil {
@@ -119,19 +126,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.bots = bots
 
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	mode := modeSync
+	if h.Async != nil {
+		mode = modeAsync
+	}
+	h.report = &reporter{logger: h.logger, logText: h.LogText, bots: metrics.forBots(bots, mode)}
+
 	if !h.DisableDedupe {
 		store, err := h.loadStore(ctx)
 		if err != nil {
 			return err
 		}
-		h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger)
+		h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.report, h.logger)
 	}
 	if h.Async != nil {
 		cfg := h.Async.withDefaults()
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, h.dedupe, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, h.dedupe, h.report, h.logger); err != nil {
 			return err
 		}
 	}
@@ -191,7 +207,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.relay.serve(w, r, msg, next)
 	}
 	if h.dedupe == nil {
-		return next.ServeHTTP(w, r)
+		h.report.accepted(msg)
+		return h.report.serveNext(w, r, msg, next)
 	}
 	return h.dedupe.serveOnce(w, r, msg, next)
 }
