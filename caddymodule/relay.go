@@ -240,10 +240,18 @@ const (
 	outcomeDropped   = "dropped"
 )
 
-// finish counts and logs the job's outcome and settles the claim: kept when
-// the message was answered, released otherwise so that a redelivery can try
-// again. logger is nil for a job that never ran.
+// finish settles the claim (kept when the message was answered, released
+// otherwise so that a redelivery can try again), then counts and logs the
+// job's outcome: once the line is there, a redelivery meets the settled
+// claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
+	if j.claim != nil {
+		if answered {
+			j.claim.done(rl.ctx)
+		} else {
+			j.claim.release(rl.ctx)
+		}
+	}
 	if logger == nil {
 		logger = rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 			zap.Duration("duration", 0))
@@ -251,14 +259,6 @@ func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered boo
 	metrics.job(j.v.Bot, outcome)
 	logger.Info("dingtalk async job finished", zap.String("outcome", outcome), zap.Bool("answered", answered),
 		zap.String("webhook_result", cmp.Or(j.posted, "none")))
-	if j.claim == nil {
-		return
-	}
-	if answered {
-		j.claim.done(rl.ctx)
-	} else {
-		j.claim.release(rl.ctx)
-	}
 }
 
 // runRoute runs the rest of the route within the timeout and returns the
