@@ -63,38 +63,112 @@ func TestCaddyfileAdapt(t *testing.T) {
 }
 
 // TestCaddyfileErrors checks that mistakes fail `caddy adapt` with a message
-// that says what is wrong and where.
+// that says what is wrong.
 func TestCaddyfileErrors(t *testing.T) {
-	cases := map[string]struct{ block, want string }{
-		"no secret":            {`dingtalk`, "needs at least one secret"},
-		"empty block":          {"dingtalk {\n}", "needs at least one secret"},
-		"unknown subdirective": {"dingtalk {\n secret s\n secrets s\n}", `unrecognized subdirective "secrets"`},
-		"duplicate":            {"dingtalk {\n secret s\n max_age 1h\n max_age 2h\n}", "max_age is given twice"},
-		"secret twice":         {"dingtalk {\n secret a\n secret b\n}", "secret is given twice"},
-		"inline argument":      {"dingtalk s {\n secret s\n}", "wrong argument count"},
-		"bot without secret":   {"dingtalk {\n bot a\n}", "bot needs a name and a secret"},
-		"bot twice":            {"dingtalk {\n bot a s1\n bot a s2\n}", `bot "a" is configured twice`},
-		"secret and default":   {"dingtalk {\n secret s\n bot default s2\n}", `bot "default" is configured twice`},
-		"bad bot subdir":       {"dingtalk {\n bot a s {\n  code x\n }\n}", `unrecognized bot subdirective "code"`},
-		"bad duration":         {"dingtalk {\n secret s\n max_age soon\n}", "not a positive duration"},
-		"bad size":             {"dingtalk {\n secret s\n max_body lots\n}", "not a size"},
-		"bad dedupe":           {"dingtalk {\n secret s\n dedupe maybe\n}", "not a positive duration"},
-		"bad forward_sign":     {"dingtalk {\n secret s\n forward_sign no\n}", "expected on or off"},
-		"log_text bare":        {"dingtalk {\n secret s\n log_text\n}", "wrong argument count"},
-		"bad log_text":         {"dingtalk {\n secret s\n log_text yes\n}", "expected on or off"},
-		"log_text twice":       {"dingtalk {\n secret s\n log_text on\n log_text off\n}", "log_text is given twice"},
-		"unknown store":        {"dingtalk {\n secret s\n store disk\n}", "dingtalk.stores.disk"},
-		"bad max_entries":      {"dingtalk {\n secret s\n store memory {\n  max_entries -1\n }\n}", "not a positive number"},
-		"async argument":       {"dingtalk {\n secret s\n async on\n}", "wrong argument count"},
-		"async unknown":        {"dingtalk {\n secret s\n async {\n  wait 1s\n }\n}", `unrecognized async subdirective "wait"`},
-		"async duplicate":      {"dingtalk {\n secret s\n async {\n  workers 1\n  workers 2\n }\n}", "async: workers is given twice"},
-		"async workers zero":   {"dingtalk {\n secret s\n async {\n  workers 0\n }\n}", `workers: "0" is not a whole number of at least 1`},
-		"async no hosts":       {"dingtalk {\n secret s\n async {\n  webhook_hosts\n }\n}", "wrong argument count"},
+	cases := []struct {
+		name string
+		// inRoute puts directives in a route after a valid dingtalk handler;
+		// otherwise they stand alone in the site.
+		inRoute          bool
+		directives, want string
+	}{
+		// the dingtalk handler
+		{"no secret", false, `dingtalk`, "needs at least one secret"},
+		{"empty block", false, "dingtalk {\n}", "needs at least one secret"},
+		{"unknown subdirective", false, "dingtalk {\n secret s\n secrets s\n}", `unrecognized subdirective "secrets"`},
+		{"duplicate", false, "dingtalk {\n secret s\n max_age 1h\n max_age 2h\n}", "max_age is given twice"},
+		{"secret with a space", false, "dingtalk {\n secret two words\n}", "secret takes exactly one argument (quote it"},
+		{"secret twice", false, "dingtalk {\n secret a\n secret b\n}", "secret is given twice"},
+		{"inline argument", false, "dingtalk s {\n secret s\n}", "wrong argument count"},
+		{"bot without secret", false, "dingtalk {\n bot a\n}", "bot needs a name and a secret"},
+		{"bot twice", false, "dingtalk {\n bot a s1\n bot a s2\n}", `bot "a" is configured twice`},
+		{"secret and default", false, "dingtalk {\n secret s\n bot default s2\n}", `bot "default" is configured twice`},
+		{"bad bot subdir", false, "dingtalk {\n bot a s {\n  code x\n }\n}", `unrecognized bot subdirective "code"`},
+		{"bad duration", false, "dingtalk {\n secret s\n max_age soon\n}", "not a positive duration"},
+		{"bad size", false, "dingtalk {\n secret s\n max_body lots\n}", "not a size"},
+		{"bad dedupe", false, "dingtalk {\n secret s\n dedupe maybe\n}", "not a positive duration"},
+		{"bad forward_sign", false, "dingtalk {\n secret s\n forward_sign no\n}", "expected on or off"},
+		{"log_text bare", false, "dingtalk {\n secret s\n log_text\n}", "wrong argument count"},
+		{"bad log_text", false, "dingtalk {\n secret s\n log_text yes\n}", "expected on or off"},
+		{"log_text twice", false, "dingtalk {\n secret s\n log_text on\n log_text off\n}", "log_text is given twice"},
+		{"bad replay_guard", false, "dingtalk {\n secret s\n replay_guard maybe\n}", "expected on or off"},
+		{"replay_guard twice", false, "dingtalk {\n secret s\n replay_guard on\n replay_guard off\n}", "replay_guard is given twice"},
+		{"bad replay_grace", false, "dingtalk {\n secret s\n replay_grace 0s\n}", "replay_grace: \"0s\" is not a positive duration"},
+		{"unknown store", false, "dingtalk {\n secret s\n store disk\n}", "dingtalk.stores.disk"},
+		{"bad max_entries", false, "dingtalk {\n secret s\n store memory {\n  max_entries -1\n }\n}", "not a positive number"},
+		{"redis without address", false, "dingtalk {\n secret s\n store redis {\n  db 1\n }\n}", "needs an address or a url"},
+		{"redis address and url", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  url redis://a\n }\n}", "either address or url, not both"},
+		{"redis argument", false, "dingtalk {\n secret s\n store redis a:6379\n}", "wrong argument count"},
+		{"redis unknown", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  pasword p\n }\n}", `unrecognized redis store subdirective "pasword"`},
+		{"redis duplicate", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  db 1\n  db 2\n }\n}", "db is given twice"},
+		{"redis db", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  db -1\n }\n}", `db: "-1" is not a database number`},
+		{"redis timeout", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  timeout 0s\n }\n}", "timeout: \"0s\" is not a positive duration"},
+		{"redis on_error", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  on_error maybe\n }\n}", `on_error: expected open or closed, got "maybe"`},
+		{"redis password with a space", false, "dingtalk {\n secret s\n store redis {\n  address a:6379\n  password two words\n }\n}", "password takes exactly one argument (quote it"},
+		{"async argument", false, "dingtalk {\n secret s\n async on\n}", "wrong argument count"},
+		{"async unknown", false, "dingtalk {\n secret s\n async {\n  wait 1s\n }\n}", `unrecognized async subdirective "wait"`},
+		{"async duplicate", false, "dingtalk {\n secret s\n async {\n  workers 1\n  workers 2\n }\n}", "async: workers is given twice"},
+		{"async workers zero", false, "dingtalk {\n secret s\n async {\n  workers 0\n }\n}", `workers: "0" is not a whole number of at least 1`},
+		{"async no hosts", false, "dingtalk {\n secret s\n async {\n  webhook_hosts\n }\n}", "wrong argument count"},
+		// dingtalk_reply
+		{"unknown type", true, `dingtalk_reply txt hello`, `unknown type "txt"`},
+		{"unknown type in block", true, "dingtalk_reply {\n type image\n}", `unknown type "image"`},
+		{"no type", true, "dingtalk_reply {\n text hi\n}", "dingtalk_reply needs a type"},
+		{"missing text", true, `dingtalk_reply text`, "a text reply needs a text"},
+		{"markdown without text", true, "dingtalk_reply markdown {\n title T\n}", "a markdown reply needs a text"},
+		{"markdown shorthand with one argument", true, `dingtalk_reply markdown Title`, "wrong argument count"},
+		{"text shorthand with two arguments", true, `dingtalk_reply text a b`, "wrong argument count"},
+		{"link shorthand arguments", true, `dingtalk_reply link T body`, "wrong argument count"},
+		{"link without url", true, "dingtalk_reply link {\n title T\n text b\n}", "a link reply needs a url"},
+		{"at_sender on link", true, "dingtalk_reply link {\n title T\n text b\n url https://example.com\n at_sender\n}", "a link reply cannot @ anyone"},
+		{"at_all on feed_card", true, "dingtalk_reply feed_card {\n link T https://example.com https://example.com/p.png\n at_all\n}", "a feed_card reply cannot @ anyone"},
+		{"at_sender on empty", true, "dingtalk_reply empty {\n at_sender\n}", "an empty reply cannot @ anyone"},
+		{"at_sender with an argument", true, "dingtalk_reply text hi {\n at_sender yes\n}", "wrong argument count"},
+		{"field of another type", true, "dingtalk_reply text hi {\n pic https://example.com/p.png\n}", "a text reply takes no pic"},
+		{"text given twice", true, "dingtalk_reply text hi {\n text again\n}", "text is given twice"},
+		{"type given twice", true, "dingtalk_reply text hi {\n type markdown\n}", "type is given twice"},
+		{"unknown subdirective", true, "dingtalk_reply text hi {\n colour red\n}", `unrecognized subdirective "colour"`},
+		{"action_card without url or buttons", true, "dingtalk_reply action_card {\n title T\n text b\n}", "either a url"},
+		{"button without url", true, "dingtalk_reply action_card {\n title T\n text b\n button Yes\n}", "button needs a title and a url"},
+		{"feed_card link without picture", true, "dingtalk_reply feed_card {\n link T https://example.com\n}", "link needs a title, a url and a picture"},
+		{"feed_card without links", true, `dingtalk_reply feed_card`, "a feed_card reply needs a link"},
+		// the dingtalk matcher
+		{"unknown condition", true, "@m dingtalk {\n colour red\n}\nrespond @m 200", `unrecognized condition "colour"`},
+		{"repeated condition", true, "@m dingtalk {\n admin\n admin\n}\nrespond @m 200", "admin is given twice"},
+		{"repeated across merged matchers", true, "@m {\n dingtalk {\n  text a\n }\n dingtalk {\n  text b\n }\n}\nrespond @m 200", "text is given twice"},
+		{"bad regexp", true, "@m dingtalk {\n text (unclosed\n}\nrespond @m 200", "missing closing )"},
+		{"text without a pattern", true, "@m dingtalk {\n text\n}\nrespond @m 200", "text takes a regular expression"},
+		{"conversation value", true, "@m dingtalk {\n conversation both\n}\nrespond @m 200", `conversation is single or group, not "both"`},
+		{"flag with a value", true, "@m dingtalk {\n mentioned yes\n}\nrespond @m 200", "mentioned takes no value"},
+		{"list without values", true, "@m dingtalk {\n sender\n}\nrespond @m 200", "sender takes one or more non-empty values"},
+		{"arguments instead of a block", true, "@m dingtalk text ^hi\nrespond @m 200", "takes its conditions in a block"},
+		{"condition with a block", true, "@m dingtalk {\n admin {\n  yes\n }\n}\nrespond @m 200", "admin takes no block"},
 	}
-	for name, c := range cases {
-		_, err := adapt(t, "http://localhost:8080 {\n"+c.block+"\n}\n")
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: error %v, want one containing %q", name, err, c.want)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			site := c.directives
+			if c.inRoute {
+				site = "route {\n\t\tdingtalk {\n\t\t\tsecret s\n\t\t}\n" + c.directives + "\n\t}"
+			}
+			caddyfile := ":8080 {\n\t" + site + "\n}\n"
+			_, err := adapt(t, caddyfile)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one containing %q\n%s", err, c.want, caddyfile)
+			}
+		})
+	}
+}
+
+// The Caddyfiles the project ships must keep adapting.
+func TestShippedCaddyfilesAdapt(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "*", "Caddyfile"))
+	for _, file := range append(files, filepath.Join("..", "Caddyfile")) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adapt(t, string(data)); err != nil {
+			t.Errorf("%s: %v", file, err)
 		}
 	}
 }

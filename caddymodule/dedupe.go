@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -11,10 +12,18 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// emptyReply is DingTalk's "no reply" message.
-var emptyReply = []byte(`{"msgtype":"empty"}`)
+// emptyReply is DingTalk's "no reply" message, encoded once.
+var emptyReply = func() []byte {
+	body, err := json.Marshal(dingtalk.NewEmpty())
+	if err != nil {
+		panic(err) // a constant message always encodes
+	}
+	return body
+}()
 
 // deduper passes each msgId on once within its TTL. A message is claimed
 // when it is accepted; the claim is kept once the message was answered and
@@ -24,10 +33,14 @@ type deduper struct {
 	ttl    time.Duration
 	report *reporter
 	logger *zap.Logger
+	// storeUnavailable applies on_error when a claim fails: nil means pass
+	// the callback on without a claim, an error is the answer to return.
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Logger) *deduper {
-	return &deduper{store: store, ttl: ttl, report: report, logger: logger}
+func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Logger,
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
+	return &deduper{store: store, ttl: ttl, report: report, logger: logger, storeUnavailable: storeUnavailable}
 }
 
 // claim is one request's hold on a msgId.
@@ -38,8 +51,7 @@ type claim struct {
 }
 
 // claim takes v's msgId for ttl. It returns nil and no error when another
-// request holds it already: the message is a duplicate. Either way, it
-// reports the callback as accepted or as a duplicate.
+// request holds it already: the message is a duplicate, and reported as one.
 func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
 	c := &claim{d: d, key: dedupeKey(v), token: newClaimToken(), msgID: v.Message.MsgID}
 	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
@@ -50,7 +62,6 @@ func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*c
 		d.report.duplicate(v)
 		return nil, nil
 	}
-	d.report.accepted(v)
 	return c, nil
 }
 
@@ -78,13 +89,16 @@ func (c *claim) release(ctx context.Context) {
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	c, err := d.claim(r.Context(), v, d.ttl)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		if err := d.storeUnavailable(w, r, v, err); err != nil {
+			return err
+		}
+		return d.report.passOn(w, r, v, next)
 	}
 	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
 	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = d.report.serveNext(sw, r, v, next)
+	err = d.report.passOn(sw, r, v, next)
 	if err != nil || sw.status >= http.StatusInternalServerError {
 		c.release(r.Context())
 	}

@@ -21,6 +21,8 @@ const (
 	reasonTooLarge       = "too_large"
 	reasonBadBody        = "bad_body"
 	reasonRobotCode      = "robot_code"
+	reasonReplay         = "replay"
+	reasonStoreDown      = "store_unavailable"
 )
 
 // rejection is why a request was not accepted. Its error never contains a

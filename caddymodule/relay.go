@@ -75,7 +75,6 @@ type Async struct {
 type relay struct {
 	cfg     Async
 	client  *dingtalk.WebhookClient
-	dedupe  *deduper // nil when de-duplication is off
 	report  *reporter
 	logger  *zap.Logger
 	admit   chan struct{} // one token per accepted job, running or waiting
@@ -87,7 +86,7 @@ type relay struct {
 	cancel context.CancelFunc
 }
 
-func newRelay(cfg Async, dedupe *deduper, report *reporter, logger *zap.Logger) (*relay, error) {
+func newRelay(cfg Async, report *reporter, logger *zap.Logger) (*relay, error) {
 	policy, err := dingtalk.NewWebhookPolicy(cfg.WebhookHosts)
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk: async webhook_hosts: %v", err)
@@ -103,7 +102,6 @@ func newRelay(cfg Async, dedupe *deduper, report *reporter, logger *zap.Logger) 
 	return &relay{
 		cfg:     cfg,
 		client:  &dingtalk.WebhookClient{Policy: policy, Timeout: time.Duration(cfg.WebhookTimeout), Retries: retries},
-		dedupe:  dedupe,
 		report:  report,
 		logger:  logger,
 		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
@@ -138,8 +136,9 @@ func (rl *relay) claimTTL() time.Duration {
 	return time.Duration(rl.cfg.Timeout) + attempts*(time.Duration(rl.cfg.WebhookTimeout)+5*time.Second) + time.Minute
 }
 
-// serve answers DingTalk at once and runs the rest of the route in the background.
-func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
+// serve answers DingTalk at once and runs the rest of the route in the
+// background. dedupe is nil when the message is not to be de-duplicated.
+func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, dedupe *deduper, next caddyhttp.Handler) error {
 	select {
 	case rl.admit <- struct{}{}:
 	default:
@@ -151,19 +150,22 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, next
 	}
 
 	var c *claim
-	if rl.dedupe != nil {
+	if dedupe != nil {
 		var err error
-		c, err = rl.dedupe.claim(r.Context(), v, rl.claimTTL())
-		if err != nil || c == nil {
-			<-rl.admit
-			if err != nil {
-				return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		c, err = dedupe.claim(r.Context(), v, rl.claimTTL())
+		switch {
+		case err != nil:
+			if err := dedupe.storeUnavailable(w, r, v, err); err != nil {
+				<-rl.admit
+				return err
 			}
+			// on_error open: the job runs without a claim.
+		case c == nil:
+			<-rl.admit
 			return writeJSON(w, http.StatusOK, emptyReply)
 		}
-	} else {
-		rl.report.accepted(v) // the claim reports it otherwise
 	}
+	rl.report.accepted(v)
 
 	rec := newRecordedResponse(maxReplySize)
 	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next, metrics: rl.report.bots[v.Bot]}
@@ -315,7 +317,7 @@ func replyFromResponse(rec *recordedResponse) ([]byte, error) {
 
 // textMessage is a DingTalk text message saying content.
 func textMessage(content string) ([]byte, error) {
-	return json.Marshal(map[string]any{"msgtype": "text", "text": map[string]string{"content": content}})
+	return json.Marshal(dingtalk.NewText(content))
 }
 
 // fallback is the message posted when the route failed, or nil.

@@ -9,10 +9,10 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// reporter counts and logs what became of each verified callback: it was
-// accepted or it was a duplicate, one count and one INFO line each,
-// whichever way through the handler it took. It also times the backend of
-// the synchronous way; the relay times its own.
+// reporter counts and logs what became of each verified callback that was
+// not rejected: it was accepted or it was a duplicate, one count and one
+// INFO line each, whichever way through the handler it took. It also times
+// the backend of the synchronous way; the relay times its own.
 type reporter struct {
 	logger  *zap.Logger
 	logText bool
@@ -52,9 +52,10 @@ func (rp *reporter) log(msg string, v *Verified) {
 	ce.Write(fields...)
 }
 
-// serveNext runs the rest of the route for an accepted callback in sync
-// mode and times it.
-func (rp *reporter) serveNext(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
+// passOn reports v as accepted and runs the rest of the route for it in
+// sync mode, timing it.
+func (rp *reporter) passOn(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
+	rp.accepted(v)
 	start := time.Now()
 	err := next.ServeHTTP(w, r)
 	rp.bots[v.Bot].backend.Observe(time.Since(start).Seconds())

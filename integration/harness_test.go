@@ -65,6 +65,7 @@ type site struct {
 	Global     string // extra global options
 	Body       string // the site block's content
 	FilterSign bool   // give the default log the sign filter the README ships
+	Extra      string // further site blocks, each with its own address
 	Admin      string // the admin endpoint's address; default off
 
 	// The test makes Caddy log a sign at INFO or above on purpose: the
@@ -125,7 +126,8 @@ func (g *gateway) load(s site) {
 %s {
 	%s
 }
-`, admin, g.LogFile, format, s.Global, g.URL, s.Body)
+%s
+`, admin, g.LogFile, format, s.Global, g.URL, s.Body, s.Extra)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		g.t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)

@@ -23,7 +23,8 @@ import (
 )
 
 // Nothing secret is ever logged: after the whole suite, TestMain scans the
-// log of every gateway that ran for every secret a config held, every sign
+// log of every gateway that ran for every secret a config held (bot
+// secrets, store passwords, a URL's password), every sign
 // that was sent or that a gateway could have expected (each timestamp sent,
 // signed with each secret), and every sessionWebhook session token sent.
 //
@@ -87,7 +88,7 @@ func (lr *leakRegistry) addLog(test, file string) *gatewayLog {
 }
 
 // loaded records a config the gateway loaded: how it logs, and the secrets
-// its JSON holds, expanded as the handler expands them.
+// its JSON holds, with placeholders expanded as the modules expand them.
 func (lr *leakRegistry) loaded(l *gatewayLog, s site, config []byte) {
 	lr.mu.Lock()
 	l.filtered = l.filtered && s.FilterSign
@@ -103,8 +104,15 @@ func (lr *leakRegistry) loaded(l *gatewayLog, s site, config []byte) {
 		switch n := node.(type) {
 		case map[string]any:
 			for key, value := range n {
-				if secret, ok := value.(string); ok && key == "secret" {
-					lr.add(lr.secrets, repl.ReplaceAll(secret, ""))
+				text, _ := value.(string)
+				switch key {
+				case "secret", "password":
+					lr.add(lr.secrets, repl.ReplaceAll(text, ""))
+				case "url":
+					if u, err := url.Parse(repl.ReplaceAll(text, "")); err == nil {
+						password, _ := u.User.Password()
+						lr.add(lr.secrets, password)
+					}
 				}
 				walk(value)
 			}

@@ -125,17 +125,25 @@ func TestMetricsCountEveryOutcomeAndSurviveAReload(t *testing.T) {
 	g.post("/other", "not a configured secret", callback("forged"))
 	g.post("/other", other, callback("hi"))
 	g.post("/robot", sales, callback("get"), func(r *http.Request) { r.Method = http.MethodGet })
-	g.post("/robot", sales, callback("old"), func(r *http.Request) {
-		ts := strconv.FormatInt(time.Now().Add(-2*time.Hour).UnixMilli(), 10)
-		r.Header.Set(dingtalk.HeaderTimestamp, ts)
-		r.Header.Set(dingtalk.HeaderSign, dingtalk.Sign(sales, ts))
-	})
-	if n := upstream.Count(); n != 4 {
-		t.Fatalf("upstream saw %d callbacks, want 4", n)
+	signedAgo := func(ago time.Duration) func(*http.Request) {
+		ts := strconv.FormatInt(time.Now().Add(-ago).UnixMilli(), 10)
+		return func(r *http.Request) {
+			r.Header.Set(dingtalk.HeaderTimestamp, ts)
+			r.Header.Set(dingtalk.HeaderSign, dingtalk.Sign(sales, ts))
+		}
+	}
+	g.post("/robot", sales, callback("old"), signedAgo(2*time.Hour))
+	// A (timestamp, sign) pair back with another message after the grace is a replay.
+	pair := signedAgo(time.Minute)
+	g.post("/robot", sales, callback("signed a minute ago"), pair)
+	g.post("/robot", sales, callback("another message, the same pair"), pair)
+	if n := upstream.Count(); n != 5 {
+		t.Fatalf("upstream saw %d callbacks, want 5", n)
 	}
 
 	want := map[string]float64{
-		`caddy_dingtalk_requests_total{bot="metrics-sales",outcome="accepted"}`:            3,
+		`caddy_dingtalk_requests_total{bot="metrics-sales",outcome="accepted"}`:            4,
+		`caddy_dingtalk_requests_total{bot="metrics-sales",outcome="replay"}`:              1,
 		`caddy_dingtalk_requests_total{bot="metrics-sales",outcome="duplicate"}`:           2,
 		`caddy_dingtalk_requests_total{bot="metrics-sales",outcome="bad_body"}`:            1,
 		`caddy_dingtalk_requests_total{bot="metrics-support",outcome="accepted"}`:          1,
@@ -144,7 +152,7 @@ func TestMetricsCountEveryOutcomeAndSurviveAReload(t *testing.T) {
 		`caddy_dingtalk_requests_total{bot="",outcome="bad_sign"}`:                         2,
 		`caddy_dingtalk_requests_total{bot="",outcome="method"}`:                           1,
 		`caddy_dingtalk_requests_total{bot="",outcome="expired"}`:                          1,
-		`caddy_dingtalk_backend_duration_seconds_count{bot="metrics-sales",mode="sync"}`:   3,
+		`caddy_dingtalk_backend_duration_seconds_count{bot="metrics-sales",mode="sync"}`:   4,
 		`caddy_dingtalk_backend_duration_seconds_count{bot="metrics-support",mode="sync"}`: 1,
 		`caddy_dingtalk_backend_duration_seconds_count{bot="metrics-other",mode="sync"}`:   1,
 		// Each bot's series are there from the start, at 0.
