@@ -38,6 +38,10 @@ const (
 // The verified message is available to the rest of the route as
 // `{http.dingtalk.*}` placeholders, to the `dingtalk` matcher and to the
 // `dingtalk_reply` handler.
+//
+// Every decision is counted in the `caddy_dingtalk_*` metrics of Caddy's
+// metrics registry and logged once: accepted callbacks and duplicates at
+// INFO, rejections at WARN. Secrets, signs and session tokens never are.
 type Handler struct {
 	// The robots whose callbacks are accepted. The first bot whose secret
 	// produces the request's sign wins and becomes the request's bot. Two

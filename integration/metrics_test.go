@@ -196,7 +196,7 @@ func TestMetricsCountAsyncJobsAndWebhookPosts(t *testing.T) {
 	backend := dingtalktest.NewRecorder()
 	defer backend.Close()
 	backend.Handler = func(w http.ResponseWriter, r *http.Request) {
-		m, _ := dingtalk.ParseMessage(mustRead(r))
+		m, _ := dingtalk.ParseMessage(readBody(r))
 		switch m.TrimmedText() {
 		case "fail":
 			w.WriteHeader(http.StatusInternalServerError)
@@ -381,7 +381,8 @@ func TestMetricsShowAFullQueue(t *testing.T) {
 	})
 }
 
-func mustRead(r *http.Request) []byte {
+// readBody is the request's body; the Recorder has read it and put it back.
+func readBody(r *http.Request) []byte {
 	body, _ := io.ReadAll(r.Body)
 	return body
 }
