@@ -37,6 +37,7 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    replay_guard on|off
 //	    replay_grace <duration>
 //	    forward_sign on|off
+//	    log_text on|off
 //	    store <backend> {
 //	        ...
 //	    }
@@ -103,6 +104,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if on, err = onOffArg(d); err == nil {
 				h.StripSign = !on
 			}
+		case "log_text":
+			h.LogText, err = onOffArg(d)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "async":

@@ -38,6 +38,10 @@ const (
 // The verified message is available to the rest of the route as
 // `{http.dingtalk.*}` placeholders, to the `dingtalk` matcher and to the
 // `dingtalk_reply` handler.
+//
+// Every decision is counted in the `caddy_dingtalk_*` metrics of Caddy's
+// metrics registry and logged once: accepted callbacks and duplicates at
+// INFO, rejections at WARN. Secrets, signs and session tokens never are.
 type Handler struct {
 	// The robots whose callbacks are accepted. The first bot whose secret
 	// produces the request's sign wins and becomes the request's bot. Two
@@ -82,6 +86,11 @@ type Handler struct {
 	// of the backend's logs.
 	StripSign bool `json:"strip_sign,omitempty"`
 
+	// Adds the message's text, trimmed, to the INFO line logged for each
+	// accepted callback. Off by default: what people write to a robot is
+	// theirs, and logs travel further than the backend does.
+	LogText bool `json:"log_text,omitempty"`
+
 	// Answer DingTalk at once and run the rest of the route in the
 	// background, posting its answer to the message's sessionWebhook.
 	// Without it, the rest of the route answers DingTalk directly.
@@ -99,6 +108,7 @@ type Handler struct {
 	replay   *replayGuard
 	failOpen bool // the store's on_error: pass callbacks on when it fails
 	relay    *relay
+	report   *reporter
 	logger   *zap.Logger
 	now      func() time.Time
 }
@@ -111,7 +121,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the bots' secrets and sets defaults.
+// Provision expands the bots' secrets, sets defaults and registers the
+// module's metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.now == nil {
@@ -140,6 +151,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.bots = bots
 
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	mode := modeSync
+	if h.Async != nil {
+		mode = modeAsync
+	}
+	h.report = &reporter{logger: h.logger, logText: h.LogText, bots: metrics.forBots(bots, mode)}
+
 	if !h.DisableDedupe || !h.DisableReplayGuard {
 		store, err := h.loadStore(ctx)
 		if err != nil {
@@ -149,7 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.failOpen = fo.FailOpen()
 		}
 		if !h.DisableDedupe {
-			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger, h.storeUnavailable)
+			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.report, h.logger, h.storeUnavailable)
 		}
 		if !h.DisableReplayGuard {
 			grace := time.Duration(h.ReplayGrace)
@@ -161,7 +181,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, h.report, h.logger); err != nil {
 			return err
 		}
 	}
@@ -235,7 +255,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.relay.serve(w, r, msg, dedupe, next)
 	}
 	if dedupe == nil {
-		return next.ServeHTTP(w, r)
+		return h.report.passOn(w, r, msg, next)
 	}
 	return dedupe.serveOnce(w, r, msg, next)
 }

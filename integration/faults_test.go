@@ -32,6 +32,18 @@ func resetAfter(raw string) http.HandlerFunc {
 	}
 }
 
+// observed is s with the sign filter the README ships (a failing upstream
+// makes Caddy log the request's headers) and Caddy's metrics on /metrics.
+func observed(s site) site {
+	s.FilterSign = true
+	s.Body += "\n\thandle /metrics {\n\t\tmetrics\n\t}"
+	return s
+}
+
+// countsOf are the bot "default" series: every fault test's gateway has
+// that one bot, and the tests run one at a time.
+var countsOf = []string{"default"}
+
 // A response cut off after its headers and part of its body.
 const brokenResponse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"msgtype\":\"text\",\"te"
 
@@ -69,17 +81,18 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			t.Cleanup(upstream.Close)
 			f := &faulty{fault: c.fault, good: echoMsgID}
 			upstream.Handler = f.serve
-			g := startGateway(t, proxySite(upstream, ""))
+			g := startGateway(t, observed(proxySite(upstream, "")))
 			if resp := g.post("/robot", testSecret, callback("warm up")); resp.Status != 200 {
 				t.Fatalf("warm-up answered %d", resp.Status)
 			}
-			leaks := startResourceCheck(t, g, upstream)
+			resources := startResourceCheck(t, g, upstream)
+			before, _ := scrape(t, g.URL+"/metrics")
 
 			f.failing.Store(true)
 			if c.fault == nil {
 				gone := dingtalktest.NewRecorder()
 				gone.Close() // a port where nothing listens any more
-				g.load(proxySite(gone, ""))
+				g.load(observed(proxySite(gone, "")))
 			}
 			var body []byte
 			for range 5 { // a few times, so that a leak per failure would exceed the slack
@@ -96,9 +109,9 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			// The upstream is back: DingTalk's redelivery of the last message is answered.
 			f.failing.Store(false)
 			if c.fault == nil {
-				g.load(proxySite(upstream, ""))
+				g.load(observed(proxySite(upstream, "")))
 			}
-			before := upstream.Count()
+			sentBefore := upstream.Count()
 			resp, err := g.deliver(testSecret, body, time.Now())
 			if err != nil {
 				t.Fatal(err)
@@ -106,10 +119,16 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			if resp.Status != 200 || !strings.HasPrefix(resp.Body, "re:msg") {
 				t.Fatalf("the redelivery got %d %q, want the upstream's answer (was the claim released?)", resp.Status, resp.Body)
 			}
-			if n := upstream.Count() - before; n != 1 {
+			if n := upstream.Count() - sentBefore; n != 1 {
 				t.Fatalf("the redelivery reached the upstream %d times, want once", n)
 			}
-			leaks.verify(t)
+			// Every delivery was accepted (none answered as a duplicate) and timed.
+			after, _ := scrape(t, g.URL+"/metrics")
+			mustCount(t, before, after, countsOf, map[string]float64{
+				`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`:          6,
+				`caddy_dingtalk_backend_duration_seconds_count{bot="default",mode="sync"}`: 6,
+			})
+			resources.verify(t)
 		})
 	}
 }
@@ -150,15 +169,17 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := &faulty{fault: c.fault, good: echoMsgID}
 			rl := startRelayed(t, openGate(), `fallback_text "sorry"`, f.serve)
+			rl.load(observed(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`)))
 			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
-			leaks := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
+			resources := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
+			before, _ := scrape(t, rl.URL+"/metrics")
 
 			f.failing.Store(true)
 			if c.fault == nil {
 				gone := dingtalktest.NewRecorder()
 				gone.Close() // a port where nothing listens any more
-				rl.load(asyncSite(gone, rl.webhook, `fallback_text "sorry"`))
+				rl.load(observed(asyncSite(gone, rl.webhook, `fallback_text "sorry"`)))
 			}
 			body := rl.callbackTo("hello")
 			for i := 1; i <= 3; i++ { // the first delivery and two redeliveries
@@ -181,7 +202,7 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 
 			f.failing.Store(false)
 			if c.fault == nil {
-				rl.load(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`))
+				rl.load(observed(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`)))
 			}
 			resp, err := rl.deliver(testSecret, body, time.Now())
 			if err != nil {
@@ -192,7 +213,18 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 			if got := answeredMsgID(rl.webhook.Requests()[4].Body); !strings.Contains(string(body), `"msgId":"`+got+`"`) {
 				t.Fatalf("posted the answer to %q, not to the redelivered message", got)
 			}
-			leaks.verify(t)
+			waitFor(t, "the last job to finish", func() bool { return jobsFinished(rl.gateway) == 5 })
+			after, _ := scrape(t, rl.URL+"/metrics")
+			mustCount(t, before, after, countsOf, map[string]float64{
+				`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`:           4,
+				`caddy_dingtalk_async_jobs_total{bot="default",outcome="queued"}`:           4,
+				`caddy_dingtalk_async_jobs_total{bot="default",outcome="failed"}`:           3,
+				`caddy_dingtalk_async_jobs_total{bot="default",outcome="succeeded"}`:        1,
+				`caddy_dingtalk_webhook_posts_total{bot="default",result="ok"}`:             4, // three fallbacks, one answer
+				`caddy_dingtalk_webhook_duration_seconds_count{bot="default",result="ok"}`:  4,
+				`caddy_dingtalk_backend_duration_seconds_count{bot="default",mode="async"}`: 4,
+			})
+			resources.verify(t)
 		})
 	}
 }
@@ -216,18 +248,21 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 		expired     bool
 		attempts    int
 		redelivered bool
+		result      string // of the webhook post, as counted
 	}{
-		{"times out: maybe shown, kept", hang, false, 3, false},
-		{"5xx: maybe shown, kept", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, false, 3, false},
-		{"errcode: not shown, released", errcode, false, 1, true},
-		{"expired: not contacted, released", nil, true, 0, true},
+		{"times out: maybe shown, kept", hang, false, 3, false, "error"},
+		{"5xx: maybe shown, kept", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }, false, 3, false, "error"},
+		{"errcode: not shown, released", errcode, false, 1, true, "errcode"},
+		{"expired: not contacted, released", nil, true, 0, true, "expired"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rl := startRelayed(t, openGate(), "webhook_timeout 300ms", echoMsgID)
+			rl.load(observed(asyncSite(rl.backend, rl.webhook, "webhook_timeout 300ms")))
 			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
-			leaks := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
+			resources := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
+			before, _ := scrape(t, rl.URL+"/metrics")
 
 			if c.webhook != nil {
 				rl.webhook.Handler = c.webhook
@@ -252,7 +287,23 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 			if got, want := rl.backend.Count(), map[bool]int{true: 3, false: 2}[c.redelivered]; got != want {
 				t.Fatalf("the backend saw %d callbacks, want %d", got, want)
 			}
-			leaks.verify(t)
+			jobs := map[bool]float64{true: 2, false: 1}[c.redelivered]
+			want := map[string]float64{
+				`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`:             jobs,
+				`caddy_dingtalk_async_jobs_total{bot="default",outcome="queued"}`:             jobs,
+				`caddy_dingtalk_async_jobs_total{bot="default",outcome="succeeded"}`:          jobs,
+				`caddy_dingtalk_webhook_posts_total{bot="default",result="` + c.result + `"}`: jobs,
+				`caddy_dingtalk_backend_duration_seconds_count{bot="default",mode="async"}`:   jobs,
+			}
+			if !c.redelivered {
+				want[`caddy_dingtalk_requests_total{bot="default",outcome="duplicate"}`] = 1
+			}
+			if c.attempts > 0 { // the post contacted the webhook, and was timed
+				want[`caddy_dingtalk_webhook_duration_seconds_count{bot="default",result="`+c.result+`"}`] = jobs
+			}
+			after, _ := scrape(t, rl.URL+"/metrics")
+			mustCount(t, before, after, countsOf, want)
+			resources.verify(t)
 		})
 	}
 }
@@ -272,9 +323,9 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			}
 			webhook := dingtalktest.NewWebhook()
 			t.Cleanup(webhook.Close)
-			configs := []site{proxySite(backend, ""), proxySite(backend, "max_age 30m")}
+			configs := []site{observed(proxySite(backend, "")), observed(proxySite(backend, "max_age 30m"))}
 			if async {
-				configs = []site{asyncSite(backend, webhook, ""), asyncSite(backend, webhook, `fallback_text "changed"`)}
+				configs = []site{observed(asyncSite(backend, webhook, "")), observed(asyncSite(backend, webhook, `fallback_text "changed"`))}
 			}
 			g := startGateway(t, configs[0])
 			callbackFor := func(text string) []byte {
@@ -286,8 +337,9 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			if async {
 				waitFor(t, "the warm-up's reply", func() bool { return webhook.Count() == 1 && jobsFinished(g) == 1 })
 			}
-			leaks := startResourceCheck(t, g, backend, webhook)
+			resources := startResourceCheck(t, g, backend, webhook)
 			backend0, webhook0 := backend.Count(), webhook.Count()
+			before, _ := scrape(t, g.URL+"/metrics")
 
 			var (
 				wg       sync.WaitGroup
@@ -367,8 +419,23 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 					t.Errorf("%s: %d messages seen, %d sent", name, len(seen), len(sent))
 				}
 			}
+			// The counters agree: each message accepted once (the rest were
+			// duplicates), and with the relay each job succeeded and its answer
+			// was confirmed.
+			after, _ := scrape(t, g.URL+"/metrics")
+			counted := func(series string) int { return int(after[series] - before[series]) }
+			want := map[string]int{`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`: len(sent)}
+			if async {
+				want[`caddy_dingtalk_async_jobs_total{bot="default",outcome="succeeded"}`] = len(sent)
+				want[`caddy_dingtalk_webhook_posts_total{bot="default",result="ok"}`] = len(sent)
+			}
+			for series, n := range want {
+				if got := counted(series); got != n {
+					t.Errorf("%s went up by %d, want %d", series, got, n)
+				}
+			}
 			t.Logf("%d messages, each delivered twice, across %d reloads", len(sent), reloads)
-			leaks.verify(t)
+			resources.verify(t)
 		})
 	}
 }

@@ -249,7 +249,7 @@ func TestAsyncWithRedisDown(t *testing.T) {
 	}`, testSecret, srv.Addr, onError, hostPort(webhook.URL), hostPort(backend.URL))})
 
 			srv.Stop()
-			body := dingtalktest.Callback{Text: "hi", SessionWebhook: webhook.URL + "/robot/sendBySession?session=s"}.Body()
+			body := dingtalktest.Callback{Text: "hi", SessionWebhook: webhook.SessionURL()}.Body()
 			resp := g.post("/robot", testSecret, body)
 			if onError == "closed" {
 				if resp.Status != http.StatusServiceUnavailable || resp.Body != "store_unavailable" {

@@ -53,7 +53,9 @@ func (l *resourceCheck) dropIdle() {
 	for _, p := range l.peers {
 		p.CloseClientConnections()
 	}
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if t, ok := http.DefaultTransport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // stable samples until two counts a moment apart agree, for at most 2 s.

@@ -67,7 +67,7 @@ func TestSoak(t *testing.T) {
 	})
 	defer webhook.Close()
 
-	g := startGateway(t, site{Body: fmt.Sprintf(`
+	g := startGateway(t, observed(site{Body: fmt.Sprintf(`
 	route /robot {
 		dingtalk {
 			secret %q
@@ -79,7 +79,8 @@ func TestSoak(t *testing.T) {
 			}
 		}
 		reverse_proxy %s
-	}`, testSecret, soakMaxEntries, hostPort(webhook.URL), hostPort(backend.URL))})
+	}`, testSecret, soakMaxEntries, hostPort(webhook.URL), hostPort(backend.URL))}))
+	before, _ := scrape(t, g.URL+"/metrics")
 	sessionURL := webhook.URL + dingtalktest.WebhookPath + "?session=soak"
 
 	var (
@@ -177,6 +178,23 @@ func TestSoak(t *testing.T) {
 	}
 	if n := webhook.others.Load(); n != 0 {
 		t.Errorf("%d answers to forged or unknown callbacks were posted", n)
+	}
+	// The counters agree: each genuine message accepted, its job succeeded
+	// and its answer confirmed once; each forgery refused before a sign matched.
+	after, _ := scrape(t, g.URL+"/metrics")
+	counted := func(series string) int64 { return int64(after[series] - before[series]) }
+	for series, want := range map[string]int64{
+		`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`:    int64(genuine),
+		`caddy_dingtalk_async_jobs_total{bot="default",outcome="succeeded"}`: int64(genuine),
+		`caddy_dingtalk_webhook_posts_total{bot="default",result="ok"}`:      int64(genuine),
+	} {
+		if got := counted(series); got != want {
+			t.Errorf("%s went up by %d, want %d", series, got, want)
+		}
+	}
+	if got := counted(`caddy_dingtalk_requests_total{bot="",outcome="bad_sign"}`) +
+		counted(`caddy_dingtalk_requests_total{bot="",outcome="expired"}`); got != sent[2].Load() {
+		t.Errorf("%d forgeries counted as bad_sign or expired, %d sent", got, sent[2].Load())
 	}
 
 	// The heap after the warm-up: flat, within slack for what is in flight.
