@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -97,12 +96,12 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			var body []byte
 			for range 5 { // a few times, so that a leak per failure would exceed the slack
 				body = callback("hello")
-				status, err := tryPost(g, body)
+				resp, err := g.deliver(testSecret, body, time.Now())
 				switch {
 				case c.status == 0 && err == nil:
-					t.Fatalf("the broken answer arrived whole (status %d)", status)
-				case c.status != 0 && (err != nil || status != c.status):
-					t.Fatalf("got %d, %v; want %d", status, err, c.status)
+					t.Fatalf("the broken answer arrived whole (status %d)", resp.Status)
+				case c.status != 0 && (err != nil || resp.Status != c.status):
+					t.Fatalf("got %d, %v; want %d", resp.Status, err, c.status)
 				}
 			}
 
@@ -131,22 +130,6 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			resources.verify(t)
 		})
 	}
-}
-
-// tryPost posts a signed body and reads the answer, reporting a broken one
-// as an error.
-func tryPost(g *gateway, body []byte) (int, error) {
-	req, err := dingtalktest.NewRequest(g.URL+"/robot", testSecret, body, time.Now())
-	if err != nil {
-		return 0, err
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, err = io.ReadAll(resp.Body)
-	return resp.StatusCode, err
 }
 
 // jobsFinished counts the relay's "job finished" log lines.
