@@ -111,10 +111,7 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 				g.load(observed(proxySite(upstream, "")))
 			}
 			sentBefore := upstream.Count()
-			resp, err := g.deliver(testSecret, body, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := mustDeliver(t, g, body)
 			if resp.Status != 200 || !strings.HasPrefix(resp.Body, "re:msg") {
 				t.Fatalf("the redelivery got %d %q, want the upstream's answer (was the claim released?)", resp.Status, resp.Body)
 			}
@@ -130,6 +127,17 @@ func TestSyncUpstreamFaultsReleaseTheMessage(t *testing.T) {
 			resources.verify(t)
 		})
 	}
+}
+
+// mustDeliver delivers a genuine body as DingTalk does (again when a reload
+// closed the connection under it) and fails the test when no answer came.
+func mustDeliver(t *testing.T, g *gateway, body []byte) response {
+	t.Helper()
+	resp, err := g.deliver(testSecret, body, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // jobsFinished counts the relay's "job finished" log lines.
@@ -153,7 +161,7 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 			f := &faulty{fault: c.fault, good: echoMsgID}
 			rl := startRelayed(t, openGate(), `fallback_text "sorry"`, f.serve)
 			rl.load(observed(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`)))
-			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
+			mustEmptyAck(t, mustDeliver(t, rl.gateway, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
 			resources := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
 			before, _ := scrape(t, rl.URL+"/metrics")
@@ -166,11 +174,7 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 			}
 			body := rl.callbackTo("hello")
 			for i := 1; i <= 3; i++ { // the first delivery and two redeliveries
-				resp, err := rl.deliver(testSecret, body, time.Now())
-				if err != nil {
-					t.Fatal(err)
-				}
-				mustEmptyAck(t, resp)
+				mustEmptyAck(t, mustDeliver(t, rl.gateway, body))
 				waitFor(t, "the job to finish", func() bool { return jobsFinished(rl.gateway) == 1+i })
 				if n := rl.webhook.Count(); n != 1+i {
 					t.Fatalf("after delivery %d the webhook got %d posts, want %d", i, n, 1+i)
@@ -187,11 +191,7 @@ func TestAsyncBackendFaultsPostTheFallbackAndReleaseTheMessage(t *testing.T) {
 			if c.fault == nil {
 				rl.load(observed(asyncSite(rl.backend, rl.webhook, `fallback_text "sorry"`)))
 			}
-			resp, err := rl.deliver(testSecret, body, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			mustEmptyAck(t, resp)
+			mustEmptyAck(t, mustDeliver(t, rl.gateway, body))
 			waitFor(t, "the answer", func() bool { return rl.webhook.Count() == 5 })
 			if got := answeredMsgID(rl.webhook.Requests()[4].Body); !strings.Contains(string(body), `"msgId":"`+got+`"`) {
 				t.Fatalf("posted the answer to %q, not to the redelivered message", got)
@@ -242,7 +242,7 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			rl := startRelayed(t, openGate(), "webhook_timeout 300ms", echoMsgID)
 			rl.load(observed(asyncSite(rl.backend, rl.webhook, "webhook_timeout 300ms")))
-			mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("warm up")))
+			mustEmptyAck(t, mustDeliver(t, rl.gateway, rl.callbackTo("warm up")))
 			waitFor(t, "the warm-up's reply", func() bool { return rl.webhook.Count() == 1 && jobsFinished(rl.gateway) == 1 })
 			resources := startResourceCheck(t, rl.gateway, rl.backend, rl.webhook)
 			before, _ := scrape(t, rl.URL+"/metrics")
@@ -255,13 +255,13 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 				cb.Now = time.Now().Add(-2 * time.Hour) // its sessionWebhook expired 30 minutes ago
 			}
 			body := cb.Body()
-			mustEmptyAck(t, rl.post("/robot", testSecret, body))
+			mustEmptyAck(t, mustDeliver(t, rl.gateway, body))
 			waitFor(t, "the job to finish", func() bool { return jobsFinished(rl.gateway) == 2 })
 			if n := rl.webhook.Count() - 1; n != c.attempts {
 				t.Fatalf("the webhook got %d attempts, want %d", n, c.attempts)
 			}
 
-			mustEmptyAck(t, rl.post("/robot", testSecret, body))
+			mustEmptyAck(t, mustDeliver(t, rl.gateway, body))
 			if c.redelivered {
 				waitFor(t, "the redelivery's job", func() bool { return jobsFinished(rl.gateway) == 3 })
 			} else {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -53,7 +54,7 @@ type hostile struct {
 	body   []byte // nil: a fresh genuine callback, with its own msgId
 	send   func(g *gateway, body []byte) response
 	status int
-	reason string // the answer's body: the reject reason, or "" when net/http answers before the handler
+	reason string // the answer's body, the reject reason; "" skips the check (net/http's own answers, HEAD, genuine requests)
 	// forwarded: the request is genuine after all and must reach the
 	// upstream once, with the body as sent; otherwise the upstream must see nothing.
 	forwarded bool
@@ -295,7 +296,9 @@ func slowBody(headers []string) func(*gateway, []byte) response {
 		}()
 		br := bufio.NewReader(conn)
 		resp := readResponse(g, br)
-		if _, err := br.ReadByte(); err != io.EOF {
+		// Closed: an EOF, or a reset when the trickle's next byte met the closed socket.
+		var netErr net.Error
+		if _, err := br.ReadByte(); err == nil || errors.As(err, &netErr) && netErr.Timeout() {
 			g.t.Errorf("the connection stays open after the answer (%v)", err)
 		}
 		return resp
