@@ -67,27 +67,33 @@ func FuzzReply(f *testing.F) {
 			t.Fatalf("msgtype %q, want %q", out.MsgType, want)
 		}
 
-		mention := ""
 		id := in.SenderStaffID
 		if id == "" {
 			id = in.SenderID
 		}
-		if rh.AtSender && id != "" {
-			mention = " @" + id
+		// mentioned is text with the sender's @ appended, a space apart.
+		mentioned := func(text string) string {
+			if !rh.AtSender || id == "" {
+				return text
+			}
+			if text == "" {
+				return "@" + id
+			}
+			return text + " @" + id
 		}
 		nickText, msgText := in.SenderNick, in.TrimmedText()
 		var got, want []string
 		var urls []string
 		switch rh.Type {
 		case "text":
-			got, want = []string{out.Text.Content}, []string{nickText + " said: " + msgText + mention}
+			got, want = []string{out.Text.Content}, []string{mentioned(nickText + " said: " + msgText)}
 		case "markdown":
-			got, want = []string{out.Markdown.Title, out.Markdown.Text}, []string{nickText, "> " + msgText + mention}
+			got, want = []string{out.Markdown.Title, out.Markdown.Text}, []string{nickText, mentioned("> " + msgText)}
 		case "link":
 			got, want = []string{out.Link.Title, out.Link.Text}, []string{nickText, msgText}
 			urls = []string{out.Link.MessageURL}
 		case "action_card":
-			got, want = []string{out.ActionCard.Title, out.ActionCard.Text, out.ActionCard.Btns[0].Title}, []string{nickText, msgText + mention, msgText}
+			got, want = []string{out.ActionCard.Title, out.ActionCard.Text, out.ActionCard.Btns[0].Title}, []string{nickText, mentioned(msgText), msgText}
 			urls = []string{out.ActionCard.Btns[0].ActionURL}
 		case "feed_card":
 			got, want = []string{out.FeedCard.Links[0].Title}, []string{msgText}
