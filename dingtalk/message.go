@@ -70,9 +70,12 @@ var ErrInvalidMessage = errors.New("invalid callback body")
 // non-empty msgtype and msgId strings; numbers that DingTalk documents as
 // strings but sends as numbers (or the reverse) are accepted either way.
 func ParseMessage(body []byte) (*Message, error) {
-	var m Message
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
+	m := new(Message)
+	if !decodeMessage(body, m) {
+		*m = Message{}
+		if err := json.Unmarshal(body, m); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
+		}
 	}
 	if m.MsgType == "" {
 		return nil, fmt.Errorf("%w: no msgtype", ErrInvalidMessage)
@@ -80,7 +83,7 @@ func ParseMessage(body []byte) (*Message, error) {
 	if m.MsgID == "" {
 		return nil, fmt.Errorf("%w: no msgId", ErrInvalidMessage)
 	}
-	return &m, nil
+	return m, nil
 }
 
 // describeJSONError names the problem without echoing body content, which is
