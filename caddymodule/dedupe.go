@@ -90,7 +90,7 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified,
 	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
-	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err = next.ServeHTTP(sw, r)
 	if err != nil || sw.status >= http.StatusInternalServerError {
 		c.release(r.Context())
@@ -116,13 +116,14 @@ var (
 )
 
 func newClaimToken() string {
-	return claimTokenPrefix + strconv.FormatUint(claimTokenCounter.Add(1), 36)
+	var b [40]byte // the prefix's 17 bytes and at most 13 digits
+	return string(strconv.AppendUint(append(b[:0], claimTokenPrefix...), claimTokenCounter.Add(1), 36))
 }
 
 // statusWriter remembers the status the rest of the route answered with.
 type statusWriter struct {
-	*caddyhttp.ResponseWriterWrapper
-	status int
+	caddyhttp.ResponseWriterWrapper // by value: one allocation for both
+	status                          int
 }
 
 func (w *statusWriter) WriteHeader(status int) {
