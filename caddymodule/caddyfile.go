@@ -34,7 +34,10 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_future <duration>
 //	    max_body <size>
 //	    dedupe off|<ttl>
+//	    replay_guard on|off
+//	    replay_grace <duration>
 //	    forward_sign on|off
+//	    log_text on|off
 //	    store <backend> {
 //	        ...
 //	    }
@@ -62,7 +65,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch sub {
 		case "secret":
 			var secret string
-			if secret, err = singleArg(d); err == nil {
+			if secret, err = secretArg(d); err == nil {
 				h.Bots = append(h.Bots, Bot{Name: defaultBotName, Secret: secret})
 			}
 		case "bot":
@@ -89,11 +92,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
 				}
 			}
+		case "replay_guard":
+			var on bool
+			if on, err = onOffArg(d); err == nil {
+				h.DisableReplayGuard = !on
+			}
+		case "replay_grace":
+			err = durationArg(d, &h.ReplayGrace)
 		case "forward_sign":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
 				h.StripSign = !on
 			}
+		case "log_text":
+			h.LogText, err = onOffArg(d)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "async":
@@ -167,6 +179,18 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.ArgErr()
 	}
 	return value, nil
+}
+
+// secretArg reads exactly one argument without echoing it in the error: a
+// secret or password (or a URL that holds one) written with a space must not end up in
+// the log through an "unexpected argument" message.
+func secretArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.Errf("%s takes exactly one argument (quote it if it contains spaces)", name)
+	}
+	return args[0], nil
 }
 
 // durationArg reads the one duration argument of the current subdirective.

@@ -31,11 +31,16 @@ var emptyReply = func() []byte {
 type deduper struct {
 	store  Store
 	ttl    time.Duration
+	report *reporter
 	logger *zap.Logger
+	// storeUnavailable applies on_error when a claim fails: nil means pass
+	// the callback on without a claim, an error is the answer to return.
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, logger *zap.Logger) *deduper {
-	return &deduper{store: store, ttl: ttl, logger: logger}
+func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Logger,
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
+	return &deduper{store: store, ttl: ttl, report: report, logger: logger, storeUnavailable: storeUnavailable}
 }
 
 // claim is one request's hold on a msgId.
@@ -46,7 +51,7 @@ type claim struct {
 }
 
 // claim takes v's msgId for ttl. It returns nil and no error when another
-// request holds it already: the message is a duplicate.
+// request holds it already: the message is a duplicate, and reported as one.
 func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
 	c := &claim{d: d, key: dedupeKey(v), token: newClaimToken(), msgID: v.Message.MsgID}
 	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
@@ -54,8 +59,7 @@ func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*c
 		return nil, err
 	}
 	if holder != c.token {
-		d.logger.Info("dingtalk callback is a duplicate; answered empty",
-			zap.String("bot", v.Bot), zap.String("msg_id", v.Message.MsgID))
+		d.report.duplicate(v)
 		return nil, nil
 	}
 	return c, nil
@@ -85,13 +89,16 @@ func (c *claim) release(ctx context.Context) {
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	c, err := d.claim(r.Context(), v, d.ttl)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		if err := d.storeUnavailable(w, r, v, err); err != nil {
+			return err
+		}
+		return d.report.passOn(w, r, v, next)
 	}
 	if c == nil {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
 	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	err = next.ServeHTTP(sw, r)
+	err = d.report.passOn(sw, r, v, next)
 	if err != nil || sw.status >= http.StatusInternalServerError {
 		c.release(r.Context())
 	}

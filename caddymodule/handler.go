@@ -29,14 +29,19 @@ const (
 // Handler verifies DingTalk robot callbacks and passes only genuine ones to
 // the next handler. It checks, in this order and failing closed: the method,
 // the presence of the timestamp and sign headers, the timestamp's window, the
-// sign against each configured bot, the body's size, its JSON shape, and the
-// bot's robot code. An accepted message whose msgId was already accepted
-// within the de-duplication TTL is answered with an empty DingTalk reply and
-// not passed on.
+// sign against each configured bot, the body's size, its JSON shape, the
+// bot's robot code, and (the replay guard) that the timestamp and sign were
+// not already used by another message. An accepted message whose msgId was
+// already accepted within the de-duplication TTL is answered with an empty
+// DingTalk reply and not passed on.
 //
 // The verified message is available to the rest of the route as
 // `{http.dingtalk.*}` placeholders, to the `dingtalk` matcher and to the
 // `dingtalk_reply` handler.
+//
+// Every decision is counted in the `caddy_dingtalk_*` metrics of Caddy's
+// metrics registry and logged once: accepted callbacks and duplicates at
+// INFO, rejections at WARN. Secrets, signs and session tokens never are.
 type Handler struct {
 	// The robots whose callbacks are accepted. The first bot whose secret
 	// produces the request's sign wins and becomes the request's bot. Two
@@ -61,28 +66,51 @@ type Handler struct {
 	// Turns msgId de-duplication off.
 	DisableDedupe bool `json:"disable_dedupe,omitempty"`
 
+	// Turns the replay guard off. The sign covers only the timestamp, not
+	// the body: whoever saw a valid timestamp and sign could send any body
+	// with them while the timestamp is in the window. The guard remembers
+	// which message first used each timestamp and sign, and rejects them
+	// with 401 when they come back with another msgId later than
+	// replay_grace after the timestamp.
+	DisableReplayGuard bool `json:"disable_replay_guard,omitempty"`
+
+	// How long after its timestamp a timestamp and sign may still come
+	// with another msgId. Two genuine messages to one robot in the same
+	// millisecond carry the same sign and arrive within it; a sign leaked
+	// from a log is useless after it. Default: 10s.
+	ReplayGrace caddy.Duration `json:"replay_grace,omitempty"`
+
 	// Removes the timestamp and sign headers before the next handler, for
 	// backends that do not verify the sign themselves. A sign is a credential
 	// until its timestamp leaves the window; not forwarding it keeps it out
 	// of the backend's logs.
 	StripSign bool `json:"strip_sign,omitempty"`
 
+	// Adds the message's text, trimmed, to the INFO line logged for each
+	// accepted callback. Off by default: what people write to a robot is
+	// theirs, and logs travel further than the backend does.
+	LogText bool `json:"log_text,omitempty"`
+
 	// Answer DingTalk at once and run the rest of the route in the
 	// background, posting its answer to the message's sessionWebhook.
 	// Without it, the rest of the route answers DingTalk directly.
 	Async *Async `json:"async,omitempty"`
 
-	// Where accepted msgIds are remembered. Default: the in-memory store,
-	// which is shared by every configuration of this process and survives
-	// config reloads.
+	// Where accepted msgIds and used signs are remembered. Default: the
+	// in-memory store, which is shared by every configuration of this
+	// process and survives config reloads. Several Caddy instances share
+	// one memory through the Redis store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
 
-	bots   []bot
-	window dingtalk.Window
-	dedupe *deduper
-	relay  *relay
-	logger *zap.Logger
-	now    func() time.Time
+	bots     []bot
+	window   dingtalk.Window
+	dedupe   *deduper
+	replay   *replayGuard
+	failOpen bool // the store's on_error: pass callbacks on when it fails
+	relay    *relay
+	report   *reporter
+	logger   *zap.Logger
+	now      func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -93,7 +121,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision expands the bots' secrets and sets defaults.
+// Provision expands the bots' secrets, sets defaults and registers the
+// module's metrics.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.now == nil {
@@ -111,6 +140,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.DedupeTTL == 0 {
 		h.DedupeTTL = caddy.Duration(defaultDedupeTTL)
 	}
+	if h.ReplayGrace == 0 {
+		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
+	}
 	h.window = dingtalk.Window{MaxAge: time.Duration(h.MaxAge), MaxFuture: time.Duration(h.MaxFuture)}
 
 	bots, err := provisionBots(h.Bots)
@@ -119,19 +151,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.bots = bots
 
-	if !h.DisableDedupe {
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
+	mode := modeSync
+	if h.Async != nil {
+		mode = modeAsync
+	}
+	h.report = &reporter{logger: h.logger, logText: h.LogText, bots: metrics.forBots(bots, mode)}
+
+	if !h.DisableDedupe || !h.DisableReplayGuard {
 		store, err := h.loadStore(ctx)
 		if err != nil {
 			return err
 		}
-		h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.logger)
+		if fo, ok := store.(FailOpener); ok {
+			h.failOpen = fo.FailOpen()
+		}
+		if !h.DisableDedupe {
+			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.report, h.logger, h.storeUnavailable)
+		}
+		if !h.DisableReplayGuard {
+			grace := time.Duration(h.ReplayGrace)
+			h.replay = &replayGuard{store: store, grace: grace, ttl: h.window.MaxAge + h.window.MaxFuture + grace}
+		}
 	}
 	if h.Async != nil {
 		cfg := h.Async.withDefaults()
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, h.dedupe, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, h.report, h.logger); err != nil {
 			return err
 		}
 	}
@@ -149,8 +199,8 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 {
 		return fmt.Errorf("dingtalk: max_body must not be negative")
 	}
-	if h.DedupeTTL < 0 {
-		return fmt.Errorf("dingtalk: the de-duplication TTL must not be negative")
+	if h.DedupeTTL < 0 || h.ReplayGrace < 0 {
+		return fmt.Errorf("dingtalk: dedupe_ttl and replay_grace must not be negative")
 	}
 	return nil
 }
@@ -185,15 +235,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.reject(w, r, repl, rj)
 	}
 
+	dedupe := h.dedupe
+	if h.replay != nil {
+		rj, err := h.replay.check(r, msg, h.now())
+		if rj != nil {
+			return h.reject(w, r, repl, rj)
+		}
+		if err != nil {
+			if err := h.storeUnavailable(w, r, msg, err); err != nil {
+				return err
+			}
+			dedupe = nil // the store just failed: neither wait for it nor warn again
+		}
+	}
+
 	r = h.prepareForward(r, repl, msg)
 
 	if h.relay != nil {
-		return h.relay.serve(w, r, msg, next)
+		return h.relay.serve(w, r, msg, dedupe, next)
 	}
-	if h.dedupe == nil {
-		return next.ServeHTTP(w, r)
+	if dedupe == nil {
+		return h.report.passOn(w, r, msg, next)
 	}
-	return h.dedupe.serveOnce(w, r, msg, next)
+	return dedupe.serveOnce(w, r, msg, next)
+}
+
+// storeUnavailable is the one place where the store's on_error policy is
+// applied to a store that failed while handling v. With on_error open it
+// logs a warning and returns nil: the callback goes on without
+// de-duplication or replay protection. Otherwise it rejects the callback
+// with 503, so that DingTalk delivers it again later.
+func (h *Handler) storeUnavailable(w http.ResponseWriter, r *http.Request, v *Verified, err error) error {
+	if !h.failOpen {
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		return h.reject(w, r, repl, newRejection(http.StatusServiceUnavailable, reasonStoreDown, v.Bot, err))
+	}
+	h.logger.Warn("dingtalk store unavailable; callback passed on without de-duplication or replay protection (on_error open)",
+		zap.String("bot", v.Bot),
+		zap.String("msg_id", v.Message.MsgID),
+		zap.String("remote_addr", clientAddr(r)),
+		zap.Error(err))
+	return nil
 }
 
 // Interface guards

@@ -24,8 +24,19 @@ var fixedNow = time.UnixMilli(1_800_000_000_000)
 // newTestHandler provisions h as Caddy would, with a fixed clock.
 func newTestHandler(t testing.TB, h *Handler) *Handler {
 	t.Helper()
+	return provisionIn(t, newTestConfig(t), h)
+}
+
+// newTestConfig is the context of one config load.
+func newTestConfig(t testing.TB) caddy.Context {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
+	return ctx
+}
+
+// provisionIn provisions h in ctx, with a fixed clock.
+func provisionIn(t testing.TB, ctx caddy.Context, h *Handler) *Handler {
+	t.Helper()
 	h.now = func() time.Time { return fixedNow }
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ const (
 	reasonTooLarge       = "too_large"
 	reasonBadBody        = "bad_body"
 	reasonRobotCode      = "robot_code"
+	reasonReplay         = "replay"
+	reasonStoreDown      = "store_unavailable"
 )
 
 // rejection is why a request was not accepted. Its error never contains a
@@ -43,11 +45,13 @@ func (rj *rejection) Error() string {
 func (rj *rejection) Unwrap() error { return rj.err }
 
 // reject is the one way out for a request that is not passed on: it sets
-// {http.dingtalk.reject_reason}, logs once at WARN (Caddy logs 4xx handler
-// errors only at DEBUG), and returns a caddyhttp.HandlerError so that
-// handle_errors can shape the answer.
+// {http.dingtalk.reject_reason}, counts the reason (with bot "" before a
+// sign matched), logs once at WARN (Caddy logs 4xx handler errors only at
+// DEBUG), and returns a caddyhttp.HandlerError so that handle_errors can
+// shape the answer.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, rj *rejection) error {
 	repl.Set(placeholderPrefix+"reject_reason", rj.reason)
+	metrics.request(rj.bot, rj.reason)
 	if rj.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,7 +75,7 @@ type Async struct {
 type relay struct {
 	cfg     Async
 	client  *dingtalk.WebhookClient
-	dedupe  *deduper // nil when de-duplication is off
+	report  *reporter
 	logger  *zap.Logger
 	admit   chan struct{} // one token per accepted job, running or waiting
 	workers chan struct{} // one token per running job
@@ -85,7 +86,7 @@ type relay struct {
 	cancel context.CancelFunc
 }
 
-func newRelay(cfg Async, dedupe *deduper, logger *zap.Logger) (*relay, error) {
+func newRelay(cfg Async, report *reporter, logger *zap.Logger) (*relay, error) {
 	policy, err := dingtalk.NewWebhookPolicy(cfg.WebhookHosts)
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk: async webhook_hosts: %v", err)
@@ -101,7 +102,7 @@ func newRelay(cfg Async, dedupe *deduper, logger *zap.Logger) (*relay, error) {
 	return &relay{
 		cfg:     cfg,
 		client:  &dingtalk.WebhookClient{Policy: policy, Timeout: time.Duration(cfg.WebhookTimeout), Retries: retries},
-		dedupe:  dedupe,
+		report:  report,
 		logger:  logger,
 		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
 		workers: make(chan struct{}, cfg.Workers),
@@ -135,31 +136,41 @@ func (rl *relay) claimTTL() time.Duration {
 	return time.Duration(rl.cfg.Timeout) + attempts*(time.Duration(rl.cfg.WebhookTimeout)+5*time.Second) + time.Minute
 }
 
-// serve answers DingTalk at once and runs the rest of the route in the background.
-func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
+// serve answers DingTalk at once and runs the rest of the route in the
+// background. dedupe is nil when the message is not to be de-duplicated.
+func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, dedupe *deduper, next caddyhttp.Handler) error {
 	select {
 	case rl.admit <- struct{}{}:
 	default:
+		metrics.request(v.Bot, requestQueueFull)
+		metrics.job(v.Bot, outcomeDropped)
 		rl.logger.Warn("dingtalk async queue is full; answered 503",
 			zap.String("bot", v.Bot), zap.String("msg_id", v.Message.MsgID))
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("dingtalk: async queue is full"))
 	}
 
 	var c *claim
-	if rl.dedupe != nil {
+	if dedupe != nil {
 		var err error
-		c, err = rl.dedupe.claim(r.Context(), v, rl.claimTTL())
-		if err != nil || c == nil {
-			<-rl.admit
-			if err != nil {
-				return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		c, err = dedupe.claim(r.Context(), v, rl.claimTTL())
+		switch {
+		case err != nil:
+			if err := dedupe.storeUnavailable(w, r, v, err); err != nil {
+				<-rl.admit
+				return err
 			}
+			// on_error open: the job runs without a claim.
+		case c == nil:
+			<-rl.admit
 			return writeJSON(w, http.StatusOK, emptyReply)
 		}
 	}
+	rl.report.accepted(v)
 
 	rec := newRecordedResponse(maxReplySize)
-	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next}
+	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next, metrics: rl.report.bots[v.Bot]}
+	metrics.job(v.Bot, jobQueued)
+	j.metrics.jobsWaiting.Inc()
 	rl.jobs.Add(1)
 	go rl.run(j)
 	return writeJSON(w, http.StatusOK, emptyReply)
@@ -172,6 +183,9 @@ type job struct {
 	req   *http.Request
 	rec   *recordedResponse
 	next  caddyhttp.Handler
+
+	metrics *botMetrics
+	posted  string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
 
 // run waits for a worker, runs the route, and delivers its answer.
@@ -182,17 +196,23 @@ func (rl *relay) run(j *job) {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
 	case <-rl.ctx.Done():
+		j.metrics.jobsWaiting.Dec()
 		rl.finish(j, outcomeDropped, nil, false)
 		return
 	}
+	j.metrics.jobsWaiting.Dec()
+	j.metrics.jobsRunning.Inc()
+	defer j.metrics.jobsRunning.Dec()
 	if j.claim != nil {
 		j.claim.keep(rl.ctx, rl.claimTTL()) // the wait in the queue does not count
 	}
 
 	start := time.Now()
 	reply, err := rl.runRoute(j)
+	took := time.Since(start)
+	j.metrics.backend.Observe(took.Seconds())
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
-		zap.Duration("duration", time.Since(start)))
+		zap.Duration("duration", took))
 	if err != nil {
 		outcome := outcomeFailed
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -214,7 +234,7 @@ func (rl *relay) run(j *job) {
 	rl.finish(j, outcomeSucceeded, logger, rl.post(j, reply, logger))
 }
 
-// Job outcomes, as logged.
+// Job outcomes, as logged and counted.
 const (
 	outcomeSucceeded = "succeeded"
 	outcomeFailed    = "failed"
@@ -222,21 +242,25 @@ const (
 	outcomeDropped   = "dropped"
 )
 
-// finish settles the claim: kept when the message was answered, released
-// otherwise so that a redelivery can try again.
+// finish settles the claim (kept when the message was answered, released
+// otherwise so that a redelivery can try again), then counts and logs the
+// job's outcome: once the line is there, a redelivery meets the settled
+// claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
+	if j.claim != nil {
+		if answered {
+			j.claim.done(rl.ctx)
+		} else {
+			j.claim.release(rl.ctx)
+		}
+	}
 	if logger == nil {
-		logger = rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID))
+		logger = rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
+			zap.Duration("duration", 0))
 	}
-	logger.Info("dingtalk async job finished", zap.String("outcome", outcome), zap.Bool("answered", answered))
-	if j.claim == nil {
-		return
-	}
-	if answered {
-		j.claim.done(rl.ctx)
-	} else {
-		j.claim.release(rl.ctx)
-	}
+	metrics.job(j.v.Bot, outcome)
+	logger.Info("dingtalk async job finished", zap.String("outcome", outcome), zap.Bool("answered", answered),
+		zap.String("webhook_result", cmp.Or(j.posted, "none")))
 }
 
 // runRoute runs the rest of the route within the timeout and returns the
@@ -309,12 +333,16 @@ func (rl *relay) fallback(j *job) []byte {
 	return msg
 }
 
-// post delivers msg to the message's sessionWebhook and reports whether it
-// was (or may have been) shown in the chat.
+// post delivers msg to the message's sessionWebhook, counts the result,
+// and reports whether it was (or may have been) shown in the chat.
 func (rl *relay) post(j *job, msg []byte, logger *zap.Logger) bool {
+	start := time.Now()
 	result, err := rl.client.Post(rl.ctx, j.v.Message, msg)
+	j.posted = postResult(err)
+	metrics.webhookPost(j.v.Bot, j.posted, result.Attempts, time.Since(start))
 	fields := []zap.Field{
 		zap.String("webhook", dingtalk.RedactWebhook(j.v.Message.SessionWebhook)),
+		zap.String("result", j.posted),
 		zap.Int("attempts", result.Attempts),
 		zap.Int("status", result.Status),
 	}

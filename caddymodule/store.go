@@ -6,7 +6,9 @@ import (
 )
 
 // Store remembers short-lived keys for the dingtalk handler: msgIds that are
-// claimed or done, so that a redelivered callback is not passed on twice.
+// claimed or done, so that a redelivered callback is not passed on twice, and
+// the (timestamp, sign) pairs already used, so that a leaked sign cannot be
+// replayed with another body.
 // Implementations are Caddy modules in the dingtalk.stores namespace; they
 // must be safe for concurrent use and, to de-duplicate across several Caddy
 // instances, shared between them.
@@ -21,4 +23,14 @@ type Store interface {
 
 	// Release forgets key if token still holds it, so that the next claim succeeds.
 	Release(ctx context.Context, key, token string) error
+}
+
+// FailOpener is implemented by a Store that can be configured to let
+// callbacks through, without de-duplication or replay protection, when it
+// returns an error (the Redis store's `on_error open`: Redis unreachable).
+// A Store that does not implement it fails closed: the callback is answered
+// 503 and DingTalk delivers it again later. The handler applies this policy
+// in one place, Handler.storeUnavailable.
+type FailOpener interface {
+	FailOpen() bool
 }

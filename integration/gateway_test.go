@@ -317,7 +317,7 @@ func TestSignNeverLoggedWithTheShippedFilter(t *testing.T) {
 			if filtered {
 				format = "format filter {\n\t\t\twrap json\n\t\t\trequest>headers>Sign delete\n\t\t}"
 			}
-			g := startGateway(t, site{FilterSign: filtered, Body: fmt.Sprintf(`
+			g := startGateway(t, site{FilterSign: filtered, ExpectSignInLogs: !filtered, Body: fmt.Sprintf(`
 	log {
 		output file %s
 		%s

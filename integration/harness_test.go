@@ -32,11 +32,23 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	// Gateway logs outlive their tests: the suite checks them all at the end.
+	logDir = filepath.Join(dir, "logs")
+	if err := os.Mkdir(logDir, 0o700); err != nil {
+		panic(err)
+	}
+	http.DefaultTransport = recordingTransport{next: http.DefaultTransport}
 	code := m.Run()
 	_ = caddy.Stop()
+	if !checkSuiteLogs(logDir) {
+		os.Exit(1) // keeps the logs
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// logDir holds the log of every gateway of the suite.
+var logDir string
 
 // gateway is a Caddy running in this process with one plain-HTTP site on a
 // free loopback port.
@@ -45,6 +57,7 @@ type gateway struct {
 	URL     string // the site's base URL, http://127.0.0.1:<port>
 	LogFile string // Caddy's default log, JSON lines at DEBUG
 	client  *http.Client
+	log     *gatewayLog // for the suite's check that nothing secret is logged
 }
 
 // site is what a test puts in the Caddyfile.
@@ -52,16 +65,28 @@ type site struct {
 	Global     string // extra global options
 	Body       string // the site block's content
 	FilterSign bool   // give the default log the sign filter the README ships
+	Extra      string // further site blocks, each with its own address
+	Admin      string // the admin endpoint's address; default off
+
+	// The test makes Caddy log a sign at INFO or above on purpose: the
+	// suite's log check lets it (see leaks_test.go).
+	ExpectSignInLogs bool
 }
 
 // startGateway loads the Caddyfile made of s and stops Caddy when the test ends.
 func startGateway(t testing.TB, s site) *gateway {
 	t.Helper()
+	logFile, err := os.CreateTemp(logDir, strings.ReplaceAll(t.Name(), "/", "_")+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile.Close()
 	g := &gateway{
 		t:       t,
 		URL:     "http://127.0.0.1:" + freePort(t),
-		LogFile: filepath.Join(t.TempDir(), "caddy.log"),
+		LogFile: logFile.Name(),
 		client:  &http.Client{Timeout: 15 * time.Second},
+		log:     leakCheck.addLog(t.Name(), logFile.Name()),
 	}
 	g.load(s)
 	t.Cleanup(func() {
@@ -83,8 +108,12 @@ func (g *gateway) load(s site) {
 	if s.FilterSign {
 		format = "format filter {\n\t\t\twrap json\n\t\t\trequest>headers>Sign delete\n\t\t}"
 	}
+	admin := s.Admin
+	if admin == "" {
+		admin = "off"
+	}
 	caddyfile := fmt.Sprintf(`{
-	admin off
+	admin %s
 	persist_config off
 	log {
 		output file %s
@@ -97,7 +126,8 @@ func (g *gateway) load(s site) {
 %s {
 	%s
 }
-`, g.LogFile, format, s.Global, g.URL, s.Body)
+%s
+`, admin, g.LogFile, format, s.Global, g.URL, s.Body, s.Extra)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		g.t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
@@ -107,6 +137,7 @@ func (g *gateway) load(s site) {
 			g.t.Logf("Caddyfile warning: %s", w)
 		}
 	}
+	leakCheck.loaded(g.log, s, cfg)
 	if err := caddy.Load(cfg, true); err != nil {
 		g.t.Fatalf("loading config: %v\n%s", err, caddyfile)
 	}

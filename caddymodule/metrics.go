@@ -1,0 +1,176 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+)
+
+// The module's metrics live in Caddy's metrics registry, which the admin
+// endpoint's /metrics and the metrics handler serve. Caddy makes a new
+// registry for every config load, so the collectors are made once per
+// process and registered into each new registry: counters keep counting
+// across reloads, and two dingtalk handlers in one config share them.
+//
+// Label values come from the configuration (bot names) and from the fixed
+// words below, never from a request: a forger cannot add series.
+var metrics = newModuleMetrics()
+
+// Request outcomes besides the reject reasons of reject.go.
+const (
+	requestAccepted  = "accepted"   // verified, not a duplicate: passed on
+	requestDuplicate = "duplicate"  // verified, msgId seen before: answered empty
+	requestQueueFull = "queue_full" // verified, the async queue was full: answered 503
+)
+
+// jobQueued counts jobs the relay took on; the other job outcomes are relay.go's.
+const jobQueued = "queued"
+
+// Results of a post to a sessionWebhook, as counted and logged.
+const (
+	postOK      = "ok"      // DingTalk confirmed the message
+	postErrCode = "errcode" // DingTalk answered an errcode other than "session expired"
+	postExpired = "expired" // the webhook had expired, by its expiry time or DingTalk's errcode
+	postRefused = "refused" // webhook_hosts does not allow the URL: nothing was contacted
+	postError   = "error"   // network error, timeout, HTTP error or an unreadable answer
+)
+
+// Backend modes: the rest of the route answering DingTalk, or run by the relay.
+const (
+	modeSync  = "sync"
+	modeAsync = "async"
+)
+
+// moduleMetrics are the module's collectors.
+type moduleMetrics struct {
+	requests        *prometheus.CounterVec
+	jobs            *prometheus.CounterVec
+	jobsRunning     *prometheus.GaugeVec
+	jobsWaiting     *prometheus.GaugeVec
+	webhookPosts    *prometheus.CounterVec
+	backendDuration *prometheus.HistogramVec
+	webhookDuration *prometheus.HistogramVec
+}
+
+func newModuleMetrics() *moduleMetrics {
+	const ns, sub = "caddy", "dingtalk"
+	return &moduleMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Requests the dingtalk handler decided on, by bot (empty before a sign matched) and outcome.",
+		}, []string{"bot", "outcome"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "async_jobs_total",
+			Help: "Async jobs by bot and outcome: queued, succeeded, failed, timed_out, dropped.",
+		}, []string{"bot", "outcome"}),
+		jobsRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "async_jobs_running",
+			Help: "Async jobs running the route or posting its answer, by bot.",
+		}, []string{"bot"}),
+		jobsWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "async_jobs_waiting",
+			Help: "Async jobs waiting for a worker, by bot.",
+		}, []string{"bot"}),
+		webhookPosts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_posts_total",
+			Help: "Posts to sessionWebhooks, retries included, by bot and result: ok, errcode, expired, refused, error.",
+		}, []string{"bot", "result"}),
+		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "backend_duration_seconds",
+			Help:    "How long the rest of the route took to answer an accepted callback, by bot and mode (sync, async).",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"bot", "mode"}),
+		webhookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_duration_seconds",
+			Help:    "How long posts that contacted a sessionWebhook took, retries included, by bot and result.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"bot", "result"}),
+	}
+}
+
+// registerMetrics puts the module's collectors into the registry of the
+// config being loaded. They are already there when another dingtalk
+// handler of the same config registered them first.
+func registerMetrics(ctx caddy.Context) error {
+	registry := ctx.GetMetricsRegistry()
+	if registry == nil {
+		return errors.New("dingtalk: no metrics registry found")
+	}
+	for _, c := range []prometheus.Collector{
+		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
+		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration,
+	} {
+		var already prometheus.AlreadyRegisteredError
+		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
+			return fmt.Errorf("dingtalk: registering metrics: %v", err)
+		}
+	}
+	return nil
+}
+
+// request counts a request's outcome: a reject reason or a request* word.
+func (m *moduleMetrics) request(bot, outcome string) {
+	m.requests.WithLabelValues(bot, outcome).Inc()
+}
+
+// job counts an async job's outcome: jobQueued or one of relay.go's.
+func (m *moduleMetrics) job(bot, outcome string) {
+	m.jobs.WithLabelValues(bot, outcome).Inc()
+}
+
+// webhookPost counts a post and, when it contacted the webhook, its duration.
+func (m *moduleMetrics) webhookPost(bot, result string, attempts int, took time.Duration) {
+	m.webhookPosts.WithLabelValues(bot, result).Inc()
+	if attempts > 0 {
+		m.webhookDuration.WithLabelValues(bot, result).Observe(took.Seconds())
+	}
+}
+
+// botMetrics are one bot's series on the way every accepted callback
+// takes through one handler, looked up once at provision time so that
+// counting a callback allocates nothing.
+type botMetrics struct {
+	accepted, duplicate      prometheus.Counter
+	backend                  prometheus.Observer // the handler's mode
+	jobsRunning, jobsWaiting prometheus.Gauge    // nil in sync mode
+}
+
+// forBots returns each bot's series for a handler in mode. Looking them up
+// also makes them show up, at 0, before the first callback.
+func (m *moduleMetrics) forBots(bots []bot, mode string) map[string]*botMetrics {
+	out := make(map[string]*botMetrics, len(bots))
+	for _, b := range bots {
+		bm := &botMetrics{
+			accepted:  m.requests.WithLabelValues(b.name, requestAccepted),
+			duplicate: m.requests.WithLabelValues(b.name, requestDuplicate),
+			backend:   m.backendDuration.WithLabelValues(b.name, mode),
+		}
+		if mode == modeAsync {
+			bm.jobsRunning = m.jobsRunning.WithLabelValues(b.name)
+			bm.jobsWaiting = m.jobsWaiting.WithLabelValues(b.name)
+		}
+		out[b.name] = bm
+	}
+	return out
+}
+
+// postResult classifies a sessionWebhook post's error as a post* word.
+func postResult(err error) string {
+	var answer *dingtalk.WebhookError
+	switch {
+	case err == nil:
+		return postOK
+	case errors.Is(err, dingtalk.ErrWebhookExpired):
+		return postExpired
+	case errors.Is(err, dingtalk.ErrWebhookNotAllowed):
+		return postRefused
+	case errors.As(err, &answer) && answer.ErrCode != 0:
+		return postErrCode
+	}
+	return postError
+}

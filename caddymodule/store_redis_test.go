@@ -1,0 +1,298 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
+)
+
+// testTimeout is the store's per-operation timeout in these tests: generous,
+// so that a loaded machine does not turn a slow answer into a failure.
+const testTimeout = caddy.Duration(5 * time.Second)
+
+// provisionRedis provisions s as Caddy would and cleans it up when the test ends.
+func provisionRedis(t *testing.T, s *RedisStore) *RedisStore {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := s.Provision(ctx); err != nil {
+		t.Fatalf("provisioning the redis store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return s
+}
+
+// inspect returns a plain client to look at what the store wrote.
+func inspect(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRedisStoreClaimKeepRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	s := provisionRedis(t, &RedisStore{Address: srv.Addr, KeyPrefix: "test:", Timeout: testTimeout})
+	raw := inspect(t, srv.Addr)
+	ctx := context.Background()
+
+	mustClaim := func(key, token string, ttl time.Duration, want string) {
+		t.Helper()
+		holder, err := s.Claim(ctx, key, token, ttl)
+		if err != nil || holder != want {
+			t.Fatalf("Claim(%s, %s) = %q, %v; want %q", key, token, holder, err, want)
+		}
+	}
+	pttl := func(key string) time.Duration {
+		t.Helper()
+		d, err := raw.PTTL(ctx, "test:"+key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	mustClaim("k", "a", time.Minute, "a")
+	mustClaim("k", "b", time.Minute, "a")
+	if v, err := raw.Get(ctx, "test:k").Result(); err != nil || v != "a" {
+		t.Fatalf("Redis holds %q, %v under the prefixed key, want a", v, err)
+	}
+	if d := pttl("k"); d <= 0 || d > time.Minute {
+		t.Fatalf("the claim's PTTL is %v, want at most the ttl of 1m", d)
+	}
+
+	// Only the claimer can extend or release its claim.
+	if err := s.Keep(ctx, "k", "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := pttl("k"); d > time.Minute {
+		t.Fatalf("Keep by another token extended the claim to %v", d)
+	}
+	if err := s.Keep(ctx, "k", "a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := pttl("k"); d <= time.Minute {
+		t.Fatalf("Keep by the claimer left the PTTL at %v, want about 1h", d)
+	}
+	if err := s.Release(ctx, "k", "b"); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim("k", "c", time.Minute, "a")
+	if err := s.Release(ctx, "k", "a"); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim("k", "c", time.Minute, "c")
+
+	// Keeping or releasing a key that is not there is not an error.
+	if err := s.Keep(ctx, "absent", "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, "absent", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.Exists(ctx, "test:absent").Result(); err != nil || n != 0 {
+		t.Fatalf("Keep of an absent key created it: %d, %v", n, err)
+	}
+
+	// A claim expires by itself.
+	mustClaim("short", "a", 50*time.Millisecond, "a")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		holder, err := s.Claim(ctx, "short", "b", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holder == "b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a claim with a 50ms ttl was still held after 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two stores with different settings use two clients, as two Caddy
+// instances would; Redis alone makes their claims exclusive.
+func TestRedisStoreClaimIsAtomicAcrossClients(t *testing.T) {
+	srv := redistest.Start(t)
+	one := provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
+	two := provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout + caddy.Duration(time.Second)})
+	if one.client == two.client {
+		t.Fatal("stores with different timeouts share a client")
+	}
+
+	const claimers = 40
+	holders := make([]string, claimers)
+	errs := make([]error, claimers)
+	var wg sync.WaitGroup
+	for i := range claimers {
+		store := one
+		if i%2 == 1 {
+			store = two
+		}
+		wg.Go(func() {
+			holders[i], errs[i] = store.Claim(context.Background(), "race", newClaimToken(), time.Minute)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+	}
+	for i, h := range holders {
+		if h != holders[0] {
+			t.Fatalf("claimers disagree on the holder: %q and %q (claim %d)", holders[0], h, i)
+		}
+	}
+}
+
+func TestRedisStoreSharesOneClientAcrossReloads(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	old := &RedisStore{Address: srv.Addr, Timeout: testTimeout}
+	if err := old.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A reload provisions the new config before cleaning up the old one.
+	reloaded := &RedisStore{Address: srv.Addr, Timeout: testTimeout, KeyPrefix: "other:", OnError: "open"}
+	if err := reloaded.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if old.client != reloaded.client {
+		t.Fatal("the same connection settings got a second client")
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reloaded.Claim(context.Background(), "k", "a", time.Minute); err != nil {
+		t.Fatalf("the client was closed while a config still used it: %v", err)
+	}
+	if err := reloaded.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reloaded.Claim(context.Background(), "k", "a", time.Minute); !errors.Is(err, redis.ErrClosed) {
+		t.Fatalf("after the last cleanup the claim got %v, want the closed client's error", err)
+	}
+}
+
+func TestRedisStorePasswordIsExpandedAndNeverShown(t *testing.T) {
+	const password = "correct-horse-battery-staple"
+	srv := redistest.Start(t, "--requirepass", password)
+	t.Setenv("CADDY_DINGTALK_TEST_REDIS_PASSWORD", password)
+	t.Setenv("CADDY_DINGTALK_TEST_REDIS_URL", "redis://:"+password+"@"+srv.Addr+"/3")
+	ctx := context.Background()
+
+	fromEnv := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: "{env.CADDY_DINGTALK_TEST_REDIS_PASSWORD}", Timeout: testTimeout})
+	if _, err := fromEnv.Claim(ctx, "k", "a", time.Minute); err != nil {
+		t.Fatalf("password from the environment: %v", err)
+	}
+	fromURL := provisionRedis(t, &RedisStore{URL: "{env.CADDY_DINGTALK_TEST_REDIS_URL}", Timeout: testTimeout})
+	if _, err := fromURL.Claim(ctx, "k", "a", time.Minute); err != nil {
+		t.Fatalf("password and db from the url: %v", err)
+	}
+	db3 := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, DB: 3})
+	defer db3.Close()
+	if n, err := db3.Exists(ctx, "caddy-dingtalk:k").Result(); err != nil || n != 1 {
+		t.Fatalf("the url's db was not used: %d, %v", n, err)
+	}
+
+	const wrong = "not the password"
+	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: wrong, Timeout: testTimeout})
+	_, err := s.Claim(ctx, "k", "a", time.Minute)
+	if err == nil {
+		t.Fatal("a wrong password was accepted")
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Fatalf("the error shows the password: %v", err)
+	}
+
+	for name, bad := range map[string]*RedisStore{
+		"unset variable": {Address: srv.Addr, Password: "{env.CADDY_DINGTALK_TEST_UNSET}"},
+		"invalid url":    {URL: "redis://:" + password + "@" + srv.Addr + ":notaport"},
+		"bad scheme":     {URL: "http://:" + password + "@" + srv.Addr},
+	} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := bad.Provision(ctx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s: provisioned", name)
+			bad.Cleanup()
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("%s: the error shows the password: %v", name, err)
+		}
+	}
+}
+
+// An unreachable Redis is an error from every operation, not a hang, and the
+// store recovers by itself once Redis is back on the same address.
+func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
+	srv := redistest.Start(t)
+	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
+	ctx := context.Background()
+	if _, err := s.Claim(ctx, "before", "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	if _, err := s.Claim(ctx, "down", "a", time.Minute); err == nil {
+		t.Fatal("a claim succeeded while Redis was down")
+	}
+	if err := s.Keep(ctx, "down", "a", time.Minute); err == nil {
+		t.Fatal("keep succeeded while Redis was down")
+	}
+	if err := s.Release(ctx, "down", "a"); err == nil {
+		t.Fatal("release succeeded while Redis was down")
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		holder, err := s.Claim(ctx, "after", "a", time.Minute)
+		if err == nil && holder == "a" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the store did not recover within 15s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The restarted server is empty (no persistence), and the scripts,
+	// which it no longer knows by their SHA, are sent again.
+	if err := s.Keep(ctx, "after", "a", time.Hour); err != nil {
+		t.Fatalf("keep after the restart: %v", err)
+	}
+	if err := s.Release(ctx, "after", "a"); err != nil {
+		t.Fatalf("release after the restart: %v", err)
+	}
+}
+
+// A password written with a space must not reach the log through the
+// Caddyfile error, and neither must a URL that holds one.
+func TestRedisStoreCaddyfileErrorsHideSecrets(t *testing.T) {
+	for _, sub := range []string{"address a:6379\n password hunter2 secret", "url redis://:hunter2@a:6379 secret"} {
+		var s RedisStore
+		err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser("redis {\n " + sub + "\n}"))
+		if err == nil || !strings.Contains(err.Error(), "takes exactly one argument") ||
+			strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error %v, want the argument count without the words", sub, err)
+		}
+	}
+}

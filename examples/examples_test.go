@@ -1,0 +1,137 @@
+//go:build unix
+
+package examples
+
+import (
+	"testing"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
+)
+
+// secret is the robots' secret where a test gives one in the environment;
+// the others use the trial secrets the Caddyfiles default to, as their
+// READMEs do.
+const secret = "the examples test's secret"
+
+const trialSecret = "this is a secret"
+
+func TestPythonBackend(t *testing.T) {
+	needs(t, "python3")
+	testBackend(t, "python", "Python", "python3", "examples/python/backend.py")
+}
+
+func TestNodeBackend(t *testing.T) {
+	needs(t, "node")
+	testBackend(t, "node", "Node.js", "node", "examples/node/backend.js")
+}
+
+func TestGoBackend(t *testing.T) {
+	testBackend(t, "go", "Go", bin.goBackend)
+}
+
+// testBackend runs the example in examples/dir, whose backend (started
+// with argv) answers as lang, and checks its answers.
+func testBackend(t *testing.T, dir, lang string, argv ...string) {
+	ex := newExample(t, dir)
+	ex.set("DINGTALK_APP_SECRET", secret)
+	ex.start(ex.addr("BACKEND_ADDR"), argv...)
+	ex.caddy()
+
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi Zhang San, bot default (`+lang+`) got: hello @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret-env", "DINGTALK_APP_SECRET", "--text", "hello")
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi 李四, bot default (`+lang+`) got: 杭州 \"weather\"? @staff42"},"at":{"atUserIds":["staff42"]}}`),
+		"--secret-env", "DINGTALK_APP_SECRET", "--group", "--text", `杭州 "weather"?`, "--sender-nick", "李四", "--sender-staff-id", "staff42")
+	// An external user has no staff id: the reply @s the DingTalk id.
+	external := bodyFile(t, dingtalktest.Callback{Text: "hi", Anonymous: true}.Body())
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi Zhang San, bot default (`+lang+`) got: hi @$:LWCP_v1:$sender"},"at":{"atDingtalkIds":["$:LWCP_v1:$sender"]}}`),
+		"--secret-env", "DINGTALK_APP_SECRET", "--body", external)
+	// The Caddyfile's trial secret is not used when DINGTALK_APP_SECRET is set.
+	ex.expectRejected("401 Unauthorized", "--secret", trialSecret)
+}
+
+func TestMultiBot(t *testing.T) {
+	needs(t, "python3")
+	ex := newExample(t, "multi-bot")
+	ex.set("DINGTALK_SALES_SECRET", secret) // support keeps its trial secret
+	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/multi-bot/backend.py")
+	ex.caddy()
+
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Thanks Zhang San! A sales rep will get back to you about: a quote for 100 seats @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret-env", "DINGTALK_SALES_SECRET", "--text", "a quote for 100 seats")
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Support here, Zhang San. Ticket opened for: my login fails @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", "testAppSecret123", "--text", "my login fails")
+	ex.expectRejected("401 Unauthorized", "--secret", trialSecret)
+}
+
+func TestBuiltin(t *testing.T) {
+	ex := newExample(t, "builtin")
+	ex.caddy()
+
+	help := printed(t, `{"msgtype":"markdown","markdown":{"title":"Help","text":"**What I answer**\n- **ping**: pong\n- **whoami**: what I know about you\n- **help**: this text"}}`)
+	ex.expect(help, "--secret", trialSecret, "--text", "help")
+	ex.expect(help, "--secret", trialSecret, "--text", "/Help", "--group")
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"pong @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--text", "ping")
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"You are Zhang San, staff id user123; chat: group; bot: default."}}`),
+		"--secret", trialSecret, "--text", "whoami", "--group")
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi Zhang San, I only know help, ping and whoami. @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--text", "good morning")
+}
+
+func TestRouting(t *testing.T) {
+	ex := newExample(t, "routing")
+	ex.set("DINGTALK_APP_SECRET", secret)
+	weather, ask := ex.addr("WEATHER_ADDR"), ex.addr("ASK_ADDR")
+	ex.start(weather, bin.upstream, "-addr", weather, "-name", "weather")
+	ex.start(ask, bin.upstream, "-addr", ask, "-name", "ask")
+	ex.caddy()
+
+	// The answers the example's README shows.
+	for text, reply := range map[string]string{
+		"/weather Hangzhou":   `{"msgtype":"text","text":{"content":"[weather] you said \"/weather Hangzhou\" (argument \"Hangzhou\") @user123"},"at":{"atUserIds":["user123"]}}`,
+		"/ask what is Caddy?": `{"msgtype":"text","text":{"content":"[ask] you said \"/ask what is Caddy?\" @user123"},"at":{"atUserIds":["user123"]}}`,
+		"help":                `{"msgtype":"markdown","markdown":{"title":"Help","text":"- **/weather** *city*: the weather\n- **/ask** *question*: ask the assistant"}}`,
+		"good morning":        `{"msgtype":"text","text":{"content":"Sorry Zhang San, I don't know \"good morning\""}}`,
+	} {
+		ex.expect(printed(t, reply), "--secret-env", "DINGTALK_APP_SECRET", "--text", text)
+	}
+}
+
+func TestAsyncLLM(t *testing.T) {
+	needs(t, "python3")
+	ex := newExample(t, "async-llm")
+	ex.set("DELAY_SECONDS", "1")
+	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/async-llm/backend.py")
+	webhook := ex.addr("WEBHOOK_HOST")
+	ex.caddy()
+
+	// The gateway answers empty at once; the backend's answer reaches the
+	// sessionWebhook later.
+	ex.expect(printed(t, `{"msgtype":"empty"}`,
+		`{"msgtype":"text","text":{"content":"After 1 s of thought, Zhang San: \"what is the meaning of life?\" is a fine question."}}`),
+		"--secret", trialSecret, "--text", "what is the meaning of life?", "--webhook-listen", webhook, "--wait", "60s")
+}
+
+func TestMultiInstance(t *testing.T) {
+	redis := redistest.Start(t)
+	start := func(name string) *example {
+		ex := newExample(t, "multi-instance")
+		ex.set("INSTANCE", name)
+		ex.set("REDIS_ADDR", redis.Addr)
+		ex.caddy()
+		return ex
+	}
+	a, b := start("a"), start("b")
+
+	// DingTalk delivers to a, then redelivers to b: answered once.
+	a.expect(printed(t, `{"msgtype":"text","text":{"content":"Instance a answered: hello @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--msg-id", "msgShared1", "--text", "hello")
+	b.expect(printed(t, `{"msgtype":"empty"}`), "--secret", trialSecret, "--msg-id", "msgShared1", "--text", "hello")
+	b.expect(printed(t, `{"msgtype":"text","text":{"content":"Instance b answered: new @user123"},"at":{"atUserIds":["user123"]}}`),
+		"--secret", trialSecret, "--text", "new")
+
+	// Redis down: on_error closed refuses rather than answer twice.
+	redis.Stop()
+	a.expectRejected("503 Service Unavailable", "--secret", trialSecret)
+}
