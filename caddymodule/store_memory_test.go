@@ -81,7 +81,7 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 func BenchmarkMemoryClaim(b *testing.B) {
 	tab := newMemoryTable(100_000, time.Now)
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer reportCPU(b, nil)()
 	i := 0
 	for b.Loop() {
 		i++
@@ -92,7 +92,7 @@ func BenchmarkMemoryClaim(b *testing.B) {
 func BenchmarkMemoryClaimParallel(b *testing.B) {
 	tab := newMemoryTable(100_000, time.Now)
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer reportCPU(b, nil)()
 	var n sync.Mutex
 	worker := 0
 	b.RunParallel(func(pb *testing.PB) {
@@ -123,7 +123,7 @@ func memoryDuplicates(n int) (*memoryTable, []string) {
 func BenchmarkMemoryDuplicate(b *testing.B) {
 	tab, keys := memoryDuplicates(50_000)
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer reportCPU(b, nil)()
 	i := 0
 	for b.Loop() {
 		i++
@@ -136,7 +136,7 @@ func BenchmarkMemoryDuplicate(b *testing.B) {
 func BenchmarkMemoryDuplicateParallel(b *testing.B) {
 	tab, keys := memoryDuplicates(50_000)
 	b.ReportAllocs()
-	defer reportCPU(b)()
+	defer reportCPU(b, nil)()
 	var start atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(start.Add(7919)) // each worker walks the keys from its own place

@@ -70,8 +70,13 @@ var ErrInvalidMessage = errors.New("invalid callback body")
 // non-empty msgtype and msgId strings; numbers that DingTalk documents as
 // strings but sends as numbers (or the reverse) are accepted either way.
 func ParseMessage(body []byte) (*Message, error) {
-	m := new(Message)
-	if !decodeMessage(body, m) {
+	// A text message's text comes in the same allocation as the message.
+	withText := new(struct {
+		m    Message
+		text TextContent
+	})
+	m := &withText.m
+	if !decodeMessage(body, m, &withText.text) {
 		*m = Message{}
 		if err := json.Unmarshal(body, m); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))

@@ -22,14 +22,16 @@ import (
 
 // messageDecoder reads one callback body.
 type messageDecoder struct {
-	s    string // the body, copied once; every decoded string is a part of it
-	i    int    // the next byte to read
-	seen uint32 // the keys read so far, one bit each
+	s    string       // the body, copied once; every decoded string is a part of it
+	i    int          // the next byte to read
+	seen uint32       // the keys read so far, one bit each
+	text *TextContent // where the text object goes
 }
 
-// decodeMessage fills m from body, or reports false (m is then partly filled).
-func decodeMessage(body []byte, m *Message) bool {
-	d := messageDecoder{s: string(body)}
+// decodeMessage fills m from body, and text with the text object if there
+// is one, or reports false (m is then partly filled).
+func decodeMessage(body []byte, m *Message, text *TextContent) bool {
+	d := messageDecoder{s: string(body), text: text}
 	ok := d.object(func(key string) bool { return d.field(key, m) })
 	d.space()
 	return ok && d.i == len(d.s)
@@ -56,7 +58,7 @@ func (d *messageDecoder) field(key string, m *Message) bool {
 		m.MsgID, ok = d.str()
 	case "text":
 		bit = 2
-		m.Text, ok = d.text()
+		m.Text, ok = d.readText()
 	case "content":
 		bit = 3
 		var raw string
@@ -126,9 +128,9 @@ func (d *messageDecoder) field(key string, m *Message) bool {
 	return ok
 }
 
-// text reads the text object.
-func (d *messageDecoder) text() (*TextContent, bool) {
-	t := new(TextContent)
+// text reads the text object into d.text.
+func (d *messageDecoder) readText() (*TextContent, bool) {
+	t := d.text
 	seen := false
 	ok := d.object(func(key string) bool {
 		if key != "content" {

@@ -58,7 +58,7 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var fast Message
-		if !decodeMessage(body, &fast) {
+		if !decodeMessage(body, &fast, new(TextContent)) {
 			return
 		}
 		var std Message
@@ -76,7 +76,7 @@ func TestDingTalkBodiesTakeTheFastPath(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
 	for _, file := range files {
 		var m Message
-		if !decodeMessage(readCallback(t, filepath.Base(file)), &m) {
+		if !decodeMessage(readCallback(t, filepath.Base(file)), &m, new(TextContent)) {
 			t.Errorf("%s: the fast path gave up", filepath.Base(file))
 		}
 	}
