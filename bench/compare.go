@@ -17,7 +17,11 @@ type measurement struct {
 	loadResult
 	caddyCPU   float64 // Caddy's CPU seconds in the measured period
 	harnessCPU float64 // the load generator's and the peers' CPU seconds
+	redisCPU   float64 // redis-server's CPU seconds, for a Redis configuration
 }
+
+// redisPer1k is redis-server's CPU seconds per 1000 2xx answers.
+func (m measurement) redisPer1k() float64 { return m.redisCPU / float64(m.ok) * 1000 }
 
 // cpuPer1k is Caddy's CPU seconds per 1000 2xx answers.
 func (m measurement) cpuPer1k() float64 { return m.caddyCPU / float64(m.ok) * 1000 }
@@ -31,10 +35,9 @@ func (m measurement) p99() float64 { return float64(percentile(m.latencies, 99))
 // runComparison measures every configuration once per round, in an order
 // that rotates from round to round, and prints the medians and the ratios.
 func runComparison(env environment) error {
-	chosen := configs
-	if env.o.only != "" {
-		chosen = slices.DeleteFunc(slices.Clone(configs), func(c config) bool { return !strings.Contains(env.o.only, c.name) })
-	}
+	chosen := slices.DeleteFunc(slices.Clone(configs), func(c config) bool {
+		return env.o.only != "" && !strings.Contains(env.o.only, c.name) || c.redis && env.peers.redis == ""
+	})
 	procs := map[string]*caddyProc{}
 	for _, c := range chosen {
 		p, err := startCaddy(env.bin, env.dir, c.name, c.site(env.peers), env.cpus, env.o.profile != "")
@@ -89,11 +92,12 @@ func measure(env environment, c config, p *caddyProc, profiling bool) (measureme
 	if c.async {
 		hook = "http://" + env.peers.webhook + dingtalktest.WebhookPath + "?session=" + dingtalktest.NewSession()
 	}
-	cb, err := newCallback(p.Addr, hook)
+	span := env.o.warmup + env.o.duration + 2*time.Second
+	cb, err := newCallback(p.Addr, hook, newSignTable(time.Now(), int(span.Milliseconds())))
 	if err != nil {
 		return measurement{}, err
 	}
-	var caddyCPU, harnessCPU [2]float64
+	var caddyCPU, harnessCPU, redisCPU [2]float64
 	var marks int
 	var cpuErr error
 	waitProfile := func() error { return nil }
@@ -107,6 +111,11 @@ func measure(env environment, c config, p *caddyProc, profiling bool) (measureme
 		}
 		if harnessCPU[marks], err = cpuSeconds(os.Getpid()); err != nil {
 			cpuErr = err
+		}
+		if c.redis {
+			if redisCPU[marks], err = cpuSeconds(env.redisPid); err != nil {
+				cpuErr = err
+			}
 		}
 		marks++
 	}
@@ -126,7 +135,8 @@ func measure(env environment, c config, p *caddyProc, profiling bool) (measureme
 		return measurement{}, fmt.Errorf("%s: no request succeeded (%d connection errors, statuses %v); see %s and %s.out",
 			c.name, res.errors, res.others, p.Log, p.Log)
 	}
-	return measurement{loadResult: res, caddyCPU: caddyCPU[1] - caddyCPU[0], harnessCPU: harnessCPU[1] - harnessCPU[0]}, nil
+	return measurement{loadResult: res, caddyCPU: caddyCPU[1] - caddyCPU[0], harnessCPU: harnessCPU[1] - harnessCPU[0],
+		redisCPU: redisCPU[1] - redisCPU[0]}, nil
 }
 
 // waitForReplies waits until the webhook has received every reply of an
@@ -154,13 +164,17 @@ func waitForReplies(env environment, want int64, p *caddyProc) error {
 func printTable(chosen []config, results map[string][]measurement, peaks map[string]int64) {
 	fmt.Println("medians of the rounds:")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "config\t\treq/s\tp50\tp99\tcaddy CPU-s/1k req\tharness CPU-s/1k req\tcaddy peak RSS\tnot 2xx")
+	fmt.Fprintln(tw, "config\t\treq/s\tp50\tp99\tcaddy CPU-s/1k req\tharness CPU-s/1k req\tredis CPU-s/1k req\tcaddy peak RSS\tnot 2xx")
 	for _, c := range chosen {
 		runs := results[c.name]
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.3f\t%.3f\t%.1f MiB\t%s\n", c.name, c.title,
+		redis := "-"
+		if c.redis {
+			redis = fmt.Sprintf("%.3f", medianOf(runs, measurement.redisPer1k))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%.3f\t%.3f\t%s\t%.1f MiB\t%s\n", c.name, c.title,
 			medianOf(runs, measurement.rate),
 			ms(medianOf(runs, measurement.p50)), ms(medianOf(runs, measurement.p99)),
-			medianOf(runs, measurement.cpuPer1k), medianOf(runs, measurement.harnessPer1k),
+			medianOf(runs, measurement.cpuPer1k), medianOf(runs, measurement.harnessPer1k), redis,
 			float64(peaks[c.name])/1024, failures(runs))
 	}
 	tw.Flush()
@@ -218,10 +232,12 @@ func printRatios(results map[string][]measurement) {
 	ratio("B/A p99 latency", "B", "A", measurement.p99, "<= 1.10", atMost(1.10))
 	ratio("C/D throughput", "C", "D", measurement.rate, ">= 0.85", atLeast(0.85))
 	ratio("E/C throughput", "E", "C", measurement.rate, "", nil)
+	ratio("F/B throughput", "F", "B", measurement.rate, "", nil)
 	// Caddy's CPU time per request does not drop when other programs take
 	// the CPUs, as throughput does: the steadier view of the same cost.
 	ratio("B/A caddy CPU per request", "B", "A", measurement.cpuPer1k, "", nil)
 	ratio("C/D caddy CPU per request", "C", "D", measurement.cpuPer1k, "", nil)
+	ratio("F/B caddy CPU per request", "F", "B", measurement.cpuPer1k, "", nil)
 	tw.Flush()
 }
 

@@ -10,12 +10,16 @@ type config struct {
 	// async configurations answer before their work is done: the next
 	// measurement waits until the webhook has received every reply.
 	async bool
+	// redis configurations need the harness's redis-server, and are
+	// skipped without one.
+	redis bool
 }
 
 // peers are the harness's local servers a configuration may use.
 type peers struct {
 	upstream string // host:port of the bot backend
 	webhook  string // host:port of the fake sessionWebhook
+	redis    string // host:port of redis-server, "" without one
 }
 
 // reply is the root Caddyfile's answer: the text, @-mentioning the sender.
@@ -52,6 +56,12 @@ var configs = []config{
 			async {
 				webhook_hosts %s
 			}`, p.webhook)), reply)
+	}},
+	{name: "F", title: "B, remembering in Redis", redis: true, site: func(p peers) string {
+		return route(dingtalkHandler(fmt.Sprintf(`
+			store redis {
+				address %s
+			}`, p.redis)), "reverse_proxy "+p.upstream)
 	}},
 }
 

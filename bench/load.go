@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 
@@ -37,19 +39,31 @@ var (
 
 // callback is the wire form of a signed callback POST: a realistic group
 // text message built and signed by dingtalktest. Its msgId ends in idDigits
-// digits that every send overwrites with a fresh number, so that a
-// connection sends a new message each time without building anything.
+// digits that every send overwrites with a fresh number, and its timestamp
+// and sign are those of the millisecond it is sent in, as DingTalk signs
+// each callback, so that a connection sends a new, correctly signed message
+// each time without building anything.
 type callback struct {
-	wire  []byte
-	idEnd int // where the msgId's counter ends in wire
+	wire   []byte
+	idEnd  int // where the msgId's counter ends in wire
+	tsAt   int // where the timestamp header's value starts in wire
+	signAt int // where the sign header's value starts in wire
+	signs  signTable
+	// ownTimes gives each callback the next millisecond of signs instead
+	// of the one it is sent in, as DingTalk's callbacks at a usual rate each
+	// have their own: the replay guard then remembers a pair per callback.
+	ownTimes bool
+	stamped  atomic.Int64 // with ownTimes: callbacks stamped so far
 }
 
-// newCallback signs a callback to addr for now; sessionWebhook is where an
-// async reply goes ("" for DingTalk's, which is never contacted).
-func newCallback(addr, sessionWebhook string) (*callback, error) {
+// newCallback prepares callbacks to addr signed with signs;
+// sessionWebhook is where an async reply goes ("" for DingTalk's, which is
+// never contacted).
+func newCallback(addr, sessionWebhook string, signs signTable) (*callback, error) {
 	msgID := fmt.Sprintf("msgLoad%s%0*d", runID, idDigits, 0)
 	body := dingtalktest.Callback{Text: "hello robot", Group: true, MsgID: msgID, SessionWebhook: sessionWebhook}.Body()
-	req, err := dingtalktest.NewRequest("http://"+addr+"/robot", secret, body, time.Now())
+	now := time.Now()
+	req, err := dingtalktest.NewRequest("http://"+addr+"/robot", secret, body, now)
 	if err != nil {
 		return nil, err
 	}
@@ -57,11 +71,62 @@ func newCallback(addr, sessionWebhook string) (*callback, error) {
 	if err := req.Write(&wire); err != nil {
 		return nil, err
 	}
-	at := bytes.LastIndex(wire.Bytes(), []byte(msgID))
+	cb := &callback{wire: wire.Bytes(), signs: signs}
+	at := bytes.LastIndex(cb.wire, []byte(msgID))
 	if at < 0 {
 		return nil, fmt.Errorf("msgId not found in the request")
 	}
-	return &callback{wire: wire.Bytes(), idEnd: at + len(msgID)}, nil
+	cb.idEnd = at + len(msgID)
+	ts, sign := req.Header.Get(dingtalk.HeaderTimestamp), req.Header.Get(dingtalk.HeaderSign)
+	cb.tsAt = bytes.Index(cb.wire, []byte("\r\nTimestamp: "+ts+"\r\n")) + len("\r\nTimestamp: ")
+	cb.signAt = bytes.Index(cb.wire, []byte("\r\nSign: "+sign+"\r\n")) + len("\r\nSign: ")
+	if len(ts) != timestampDigits || cb.tsAt < len("\r\nTimestamp: ") || cb.signAt < len("\r\nSign: ") {
+		return nil, fmt.Errorf("timestamp or sign header not found in the request")
+	}
+	return cb, nil
+}
+
+// timestampDigits is the length of a millisecond timestamp until 2286.
+const timestampDigits = 13
+
+// millisecond is the time a callback sent at now is signed for.
+func (cb *callback) millisecond(now time.Time) int64 {
+	if cb.ownTimes {
+		return cb.signs.start + cb.stamped.Add(1) - 1
+	}
+	return now.UnixMilli()
+}
+
+// stamp writes the timestamp of millisecond ms and its sign into wire, a
+// copy of cb.wire.
+func (cb *callback) stamp(wire []byte, ms int64) {
+	var digits [timestampDigits]byte
+	copy(wire[cb.tsAt:], strconv.AppendInt(digits[:0], ms, 10))
+	copy(wire[cb.signAt:], cb.signs.sign(ms))
+}
+
+// signTable holds the sign of every millisecond of a load run, computed
+// before it starts: signing costs the load generator a copy.
+type signTable struct {
+	start int64 // the first millisecond
+	signs []string
+}
+
+// newSignTable signs the n milliseconds from start on.
+func newSignTable(start time.Time, n int) signTable {
+	t := signTable{start: start.UnixMilli(), signs: make([]string, n)}
+	for i := range t.signs {
+		t.signs[i] = dingtalk.Sign(secret, strconv.FormatInt(t.start+int64(i), 10))
+	}
+	return t
+}
+
+// sign returns the sign of millisecond ms, computing it if the run outlasts the table.
+func (t signTable) sign(ms int64) string {
+	if i := ms - t.start; i >= 0 && i < int64(len(t.signs)) {
+		return t.signs[i]
+	}
+	return dingtalk.Sign(secret, strconv.FormatInt(ms, 10))
 }
 
 // setCounter writes n in decimal into digits, right-aligned with zeros.
@@ -178,6 +243,7 @@ func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) 
 			conn.Close()
 		}
 	}()
+	var signed int64 // the millisecond wire is signed for
 	for phase.Load() != phaseStop && more() {
 		if conn == nil {
 			var err error
@@ -190,6 +256,10 @@ func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) 
 		}
 		setCounter(digits, sent.Add(1))
 		began := time.Now()
+		if ms := cb.millisecond(began); ms != signed {
+			cb.stamp(wire, ms)
+			signed = ms
+		}
 		status, keep, err := roundTrip(conn, br, wire, began.Add(30*time.Second))
 		took := time.Since(began)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
 
 // options are the command's flags.
@@ -103,6 +105,17 @@ func run(ctx context.Context, o options) error {
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
 		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, webhook: webhook}
+	if !o.memory {
+		// Like the tests, on a free loopback port; without redis-server,
+		// the configurations that need it are skipped.
+		redis, err := redistest.Run(dir)
+		if err != nil {
+			fmt.Printf("no redis-server (%v): the Redis configuration is skipped\n", err)
+		} else {
+			defer redis.Stop()
+			env.peers.redis, env.redisPid = redis.Addr, redis.Pid()
+		}
+	}
 
 	printHeader(ctx, bin, o, caddyCPUs)
 	if o.memory {
@@ -113,13 +126,14 @@ func run(ctx context.Context, o options) error {
 
 // environment is what a mode of the harness runs with.
 type environment struct {
-	ctx     context.Context
-	bin     string // the Caddy binary
-	dir     string // temporary files
-	cpus    string // taskset CPU list for Caddy, or ""
-	o       options
-	peers   peers
-	webhook *peer
+	ctx      context.Context
+	bin      string // the Caddy binary
+	dir      string // temporary files
+	cpus     string // taskset CPU list for Caddy, or ""
+	o        options
+	peers    peers
+	webhook  *peer
+	redisPid int // redis-server's process, 0 without one
 }
 
 // printHeader says what ran where, for BENCHMARKS.md.

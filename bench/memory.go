@@ -10,9 +10,18 @@ import (
 	"time"
 )
 
-// memoryCaps are the de-duplication entry caps -memory compares: one the
-// load overflows and one that holds every msgId it sends.
-var memoryCaps = []int{50_000, 200_000}
+// memoryRuns are the stores -memory compares: a cap the load overflows, and
+// one that holds everything it sends, with the replay guard (the default)
+// and without.
+var memoryRuns = []struct {
+	name     string
+	maxItems int
+	guard    bool
+}{
+	{"cap 50000", 50_000, true},
+	{"cap 200000", 200_000, true},
+	{"cap 200000, replay_guard off", 200_000, false},
+}
 
 // memorySamples is how many times memory is read while the load is sent.
 const memorySamples = 8
@@ -24,34 +33,39 @@ type memorySample struct {
 	heap     uint64 // live heap right after a garbage collection
 }
 
-// runMemory sends the same callbacks to configuration C with each entry
-// cap in turn, reading Caddy's memory as it goes, and estimates the memory
-// one remembered msgId takes.
+// runMemory sends the same callbacks to configuration C with each store in
+// turn, reading Caddy's memory as it goes, and estimates the memory one
+// accepted callback takes in the store.
 func runMemory(env environment) error {
-	fmt.Printf("memory: %d signed callbacks with unique msgIds to each Caddy (C: dingtalk + dingtalk_reply), "+
-		"de-duplication in the memory store; the live heap is read after a forced garbage collection\n\n", env.o.requests)
-	results := make([][]memorySample, len(memoryCaps))
-	for i, limit := range memoryCaps {
-		site := route(dingtalkHandler(fmt.Sprintf(`
+	fmt.Printf("memory: %d signed callbacks with unique msgIds to each Caddy (C: dingtalk + dingtalk_reply), each signed\n"+
+		"for a millisecond of its own, as DingTalk's callbacks at usual rates are; the live heap is read after a\n"+
+		"forced garbage collection\n\n", env.o.requests)
+	results := make([][]memorySample, len(memoryRuns))
+	for i, run := range memoryRuns {
+		options := fmt.Sprintf(`
 			store memory {
 				max_entries %d
-			}`, limit)), reply)
-		samples, err := memoryRun(env, fmt.Sprintf("memory-%d", limit), site)
+			}`, run.maxItems)
+		if !run.guard {
+			options += "\n\t\t\treplay_guard off"
+		}
+		samples, err := memoryRun(env, fmt.Sprintf("memory-%d", i+1), route(dingtalkHandler(options), reply))
 		if err != nil {
 			return err
 		}
 		results[i] = samples
 	}
 
+	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "callbacks\t"
-	for _, limit := range memoryCaps {
-		header += fmt.Sprintf("RSS, cap %d\tlive heap, cap %d\t", limit, limit)
+	for _, run := range memoryRuns {
+		header += "RSS, " + run.name + "\tlive heap\t"
 	}
 	fmt.Fprintln(tw, header)
 	for j := range results[0] {
 		row := fmt.Sprintf("%d\t", results[0][j].requests)
-		for i := range memoryCaps {
+		for i := range memoryRuns {
 			s := results[i][j]
 			row += fmt.Sprintf("%.1f MiB\t%.1f MiB\t", float64(s.rssKiB)/1024, float64(s.heap)/(1<<20))
 		}
@@ -59,11 +73,19 @@ func runMemory(env environment) error {
 	}
 	tw.Flush()
 
-	small, large := results[0][len(results[0])-1], results[1][len(results[1])-1]
-	extra := float64(min(large.requests, int64(memoryCaps[1])) - int64(memoryCaps[0]))
-	fmt.Printf("\nper remembered msgId, from the difference between the caps after %d callbacks:\n", large.requests)
-	fmt.Printf("  live heap %.0f bytes, RSS %.0f bytes\n",
-		(float64(large.heap)-float64(small.heap))/extra, float64(large.rssKiB-small.rssKiB)*1024/extra)
+	// A store holds a msgId per callback, and with the replay guard a
+	// (timestamp, sign) pair too: two entries per callback.
+	full, filling := results[0], results[2]
+	perEntry := func(from, to memorySample, entries int64) string {
+		n := float64(entries)
+		return fmt.Sprintf("%.0f bytes of live heap, %.0f bytes of RSS",
+			(float64(to.heap)-float64(from.heap))/n, float64(to.rssKiB-from.rssKiB)*1024/n)
+	}
+	last := filling[len(filling)-1]
+	fmt.Printf("\nper remembered msgId (%s, from %d to %d callbacks): %s\n",
+		memoryRuns[2].name, filling[2].requests, last.requests, perEntry(filling[2], last, last.requests-filling[2].requests))
+	fmt.Printf("per entry of a full store (%s, whose %d entries are full from %d callbacks on): %s\n",
+		memoryRuns[0].name, memoryRuns[0].maxItems, memoryRuns[0].maxItems/2, perEntry(full[0], full[len(full)-1], int64(memoryRuns[0].maxItems)))
 	return nil
 }
 
@@ -75,15 +97,19 @@ func memoryRun(env environment, name, site string) ([]memorySample, error) {
 		return nil, err
 	}
 	defer p.Stop()
-	cb, err := newCallback(p.Addr, "")
+	// Each callback has a millisecond of its own, up to now: all within
+	// the window, and each (timestamp, sign) pair is used once.
+	first := time.Now().Add(-time.Duration(env.o.requests+1) * time.Millisecond)
+	cb, err := newCallback(p.Addr, "", newSignTable(first, int(env.o.requests)))
 	if err != nil {
 		return nil, err
 	}
-	first, err := readMemory(p)
+	cb.ownTimes = true
+	before, err := readMemory(p)
 	if err != nil {
 		return nil, err
 	}
-	samples := []memorySample{first}
+	samples := []memorySample{before}
 	step := env.o.requests / memorySamples
 	var sent int64
 	start := time.Now()
