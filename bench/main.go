@@ -42,7 +42,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 16, "concurrent keep-alive connections of the load")
 	flag.DurationVar(&o.warmup, "warmup", 250*time.Millisecond, "load sent before each measured period")
 	flag.DurationVar(&o.duration, "duration", time.Second, "the measured period of each configuration in each round")
-	flag.IntVar(&o.rounds, "rounds", 15, "how many times every configuration is measured, interleaved (ratios are medians of the rounds)")
+	flag.IntVar(&o.rounds, "rounds", 12, "how many times every configuration is measured, interleaved (ratios are medians of the rounds)")
 	flag.StringVar(&o.only, "configs", "", "measure only these configurations, such as AB (default: all)")
 	flag.BoolVar(&o.pin, "pin", false, "pin Caddy and the load generator to separate CPUs with taskset")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
