@@ -58,6 +58,8 @@ type gateway struct {
 	LogFile string // Caddy's default log, JSON lines at DEBUG
 	client  *http.Client
 	log     *gatewayLog // for the suite's check that nothing secret is logged
+
+	loaded, reloaded bool // a config was loaded; a later one replaced it, and no request was sent since
 }
 
 // site is what a test puts in the Caddyfile.
@@ -144,6 +146,7 @@ func (g *gateway) load(s site) {
 	// The old config's server closes its idle keep-alive connections; a POST
 	// on one of them would fail rather than be retried.
 	g.client.CloseIdleConnections()
+	g.reloaded, g.loaded = g.loaded, true
 }
 
 // response is what the client saw.
@@ -157,6 +160,15 @@ type response struct {
 func (g *gateway) do(req *http.Request) response {
 	g.t.Helper()
 	resp, err := g.client.Do(req)
+	if err != nil && g.reloaded && req.GetBody != nil {
+		// The old config's server, shutting down, may close a connection it
+		// accepted just before, without reading the request: send it again,
+		// as DingTalk would.
+		if req.Body, err = req.GetBody(); err == nil {
+			resp, err = g.client.Do(req)
+		}
+	}
+	g.reloaded = false
 	if err != nil {
 		g.t.Fatalf("request failed: %v", err)
 	}
