@@ -98,7 +98,7 @@ func (c *claim) release(ctx context.Context) {
 
 // serveOnce is the synchronous way through: claim the message and pass it
 // on, or answer empty when it was claimed already. When the rest of the
-// route fails (an error, or a 5xx answer) the claim is released.
+// route fails (an error, a 5xx answer, or a panic) the claim is released.
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	var c claim
 	held, err := d.take(r.Context(), v, d.ttl, &c)
@@ -112,10 +112,17 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified,
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
 	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	answered := false
+	// Deferred, so that a panic releases the claim too: reverse_proxy
+	// panics with http.ErrAbortHandler when the upstream breaks off its
+	// answer after the headers, which leaves DingTalk with no answer.
+	defer func() {
+		if !answered {
+			c.release(r.Context())
+		}
+	}()
 	err = d.report.passOn(sw, r, v, next)
-	if err != nil || sw.status >= http.StatusInternalServerError {
-		c.release(r.Context())
-	}
+	answered = err == nil && sw.status < http.StatusInternalServerError
 	return err
 }
 

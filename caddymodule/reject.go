@@ -47,13 +47,20 @@ func (rj *rejection) Unwrap() error { return rj.err }
 // reject is the one way out for a request that is not passed on: it sets
 // {http.dingtalk.reject_reason}, counts the reason (with bot "" before a
 // sign matched), logs once at WARN (Caddy logs 4xx handler errors only at
-// DEBUG), and returns a caddyhttp.HandlerError so that handle_errors can
-// shape the answer.
+// DEBUG), closes an HTTP/1 connection after the answer, and returns a
+// caddyhttp.HandlerError so that handle_errors can shape the answer.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, rj *rejection) error {
 	repl.Set(placeholderPrefix+"reject_reason", rj.reason)
 	metrics.request(rj.bot, rj.reason)
 	if rj.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
+	}
+	if r.ProtoMajor == 1 {
+		// Otherwise net/http reads the rest of the body before it answers,
+		// to keep the connection: a forger trickling a body would hold the
+		// connection and delay the answer for as long as it keeps sending.
+		// (On HTTP/2 the header would close every stream's connection.)
+		w.Header().Set("Connection", "close")
 	}
 	h.logger.Warn("dingtalk callback rejected",
 		zap.String("reason", rj.reason),

@@ -57,7 +57,8 @@ func (rp *reporter) log(msg string, v *Verified) {
 func (rp *reporter) passOn(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	rp.accepted(v)
 	start := time.Now()
-	err := next.ServeHTTP(w, r)
-	rp.bots[v.Bot].backend.Observe(time.Since(start).Seconds())
-	return err
+	// Deferred, so that a route that panics is timed too: reverse_proxy
+	// does when the upstream breaks off its answer.
+	defer func() { rp.bots[v.Bot].backend.Observe(time.Since(start).Seconds()) }()
+	return next.ServeHTTP(w, r)
 }

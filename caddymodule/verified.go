@@ -80,7 +80,7 @@ func addPlaceholders(repl *caddy.Replacer, v *Verified) {
 			if !known {
 				return nil, false
 			}
-			return url.PathEscape(value), true
+			return encodeURIComponent(value), true
 		}
 		value, known := placeholderValue(v, name)
 		if !known {
@@ -88,6 +88,15 @@ func addPlaceholders(repl *caddy.Replacer, v *Verified) {
 		}
 		return value, true
 	})
+}
+
+// encodeURIComponent percent-encodes every byte but letters, digits and
+// -_.~, which escapes a little more than JavaScript's encodeURIComponent
+// (also !'()*) and decodes the same: the value is safe in a header, a path
+// segment and a query value. (url.PathEscape would leave & = + : @ as they
+// are, so a user's text could add parameters to a reply's URL.)
+func encodeURIComponent(value string) string {
+	return strings.ReplaceAll(url.QueryEscape(value), "+", "%20")
 }
 
 // placeholderValue returns the value of {http.dingtalk.<name>}.

@@ -69,6 +69,9 @@ var ErrInvalidMessage = errors.New("invalid callback body")
 // ParseMessage decodes a callback body. It requires a JSON object with
 // non-empty msgtype and msgId strings; numbers that DingTalk documents as
 // strings but sends as numbers (or the reverse) are accepted either way.
+// It refuses bodies that another parser could read differently (a
+// top-level key twice, or a field's key in other letter case) and bodies
+// nested deeper than any DingTalk message.
 func ParseMessage(body []byte) (*Message, error) {
 	// A text message's text comes in the same allocation as the message.
 	withText := new(struct {
@@ -81,6 +84,9 @@ func ParseMessage(body []byte) (*Message, error) {
 		if err := json.Unmarshal(body, m); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
 		}
+	}
+	if err := checkShape(body); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
 	}
 	if m.MsgType == "" {
 		return nil, fmt.Errorf("%w: no msgtype", ErrInvalidMessage)

@@ -2,6 +2,8 @@ package dingtalk
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -37,13 +39,9 @@ func decodeMessage(body []byte, m *Message, text *TextContent) bool {
 	return ok && d.i == len(d.s)
 }
 
-// messageKeys are Message's JSON keys.
-var messageKeys = []string{
-	"msgtype", "msgId", "text", "content", "createAt", "conversationType", "conversationId",
-	"conversationTitle", "senderId", "senderNick", "senderStaffId", "senderCorpId", "senderUnionId",
-	"senderPlatform", "sessionWebhook", "sessionWebhookExpiredTime", "isAdmin", "isInAtList", "atUsers",
-	"chatbotCorpId", "chatbotUserId", "robotCode",
-}
+// messageKeyNames are Message's JSON keys, for the fast path's check that an
+// unknown key is not one of them in other letter case.
+var messageKeyNames = slices.Sorted(maps.Keys(messageKeys))
 
 // field reads the value of key into m. Each key has its own bit in seen.
 func (d *messageDecoder) field(key string, m *Message) bool {
@@ -119,7 +117,7 @@ func (d *messageDecoder) field(key string, m *Message) bool {
 		bit = 21
 		m.RobotCode, ok = d.str()
 	default:
-		return d.unknown(key, messageKeys)
+		return d.unknown(key, messageKeyNames)
 	}
 	if d.seen&(1<<bit) != 0 {
 		return false // encoding/json would merge a repeated text object: leave repeats to it

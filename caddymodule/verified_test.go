@@ -1,0 +1,27 @@
+package caddymodule
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+)
+
+// A user's text put into a URL through a .urlencoded placeholder stays one
+// query value: it cannot add parameters, a fragment or a path.
+func TestURLEncodedPlaceholdersEscapeURLSyntax(t *testing.T) {
+	text := "a&admin=true+1 #frag?x=/../@evil:80;$,"
+	_, repl := verifiedRequest(t, "default", dingtalktest.Callback{Text: text}.Body())
+	got := repl.ReplaceAll("https://example.com/s?q={http.dingtalk.text.urlencoded}", "")
+	want := "https://example.com/s?q=a%26admin%3Dtrue%2B1%20%23frag%3Fx%3D%2F..%2F%40evil%3A80%3B%24%2C"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	u, err := url.Parse(got)
+	if err != nil || len(u.Query()) != 1 || u.Query().Get("q") != text || u.Fragment != "" {
+		t.Fatalf("%s reads back as %v, %v", got, u.Query(), err)
+	}
+	if decoded, err := url.PathUnescape(got[len("https://example.com/s?q="):]); err != nil || decoded != text {
+		t.Fatalf("decodeURIComponent-style decoding gives %q, %v", decoded, err)
+	}
+}
