@@ -79,14 +79,17 @@ func ParseMessage(body []byte) (*Message, error) {
 		text TextContent
 	})
 	m := &withText.m
-	if !decodeMessage(body, m, &withText.text) {
+	decoded, shapeChecked := decodeMessage(body, m, &withText.text)
+	if !decoded {
 		*m = Message{}
 		if err := json.Unmarshal(body, m); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
 		}
 	}
-	if err := checkShape(body); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	if !shapeChecked {
+		if err := checkShape(body); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+		}
 	}
 	if m.MsgType == "" {
 		return nil, fmt.Errorf("%w: no msgtype", ErrInvalidMessage)

@@ -28,15 +28,22 @@ type messageDecoder struct {
 	i    int          // the next byte to read
 	seen uint32       // the keys read so far, one bit each
 	text *TextContent // where the text object goes
+	// skipped is set when a value was passed over unread (an unknown key's,
+	// or content): its keys and its nesting are unknown.
+	skipped bool
 }
 
 // decodeMessage fills m from body, and text with the text object if there
-// is one, or reports false (m is then partly filled).
-func decodeMessage(body []byte, m *Message, text *TextContent) bool {
+// is one, or reports false (m is then partly filled). shapeChecked reports
+// that checkShape has nothing left to refuse: every top-level key was one
+// of Message's, spelled exactly, once, and nothing nests deeper than
+// atUsers' objects. DingTalk's text messages are all like that.
+func decodeMessage(body []byte, m *Message, text *TextContent) (ok, shapeChecked bool) {
 	d := messageDecoder{s: string(body), text: text}
-	ok := d.object(func(key string) bool { return d.field(key, m) })
+	ok = d.object(func(key string) bool { return d.field(key, m) })
 	d.space()
-	return ok && d.i == len(d.s)
+	ok = ok && d.i == len(d.s)
+	return ok, ok && !d.skipped
 }
 
 // messageKeyNames are Message's JSON keys, for the fast path's check that an
@@ -349,6 +356,7 @@ func (d *messageDecoder) boolean() (bool, bool) {
 // skip passes over one value of any kind and returns its text, which must
 // be valid JSON.
 func (d *messageDecoder) skip() (string, bool) {
+	d.skipped = true
 	d.space()
 	start, depth := d.i, 0
 	for d.i < len(d.s) {

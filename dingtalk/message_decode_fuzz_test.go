@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -44,10 +45,13 @@ var decodeTricks = []string{
 	"\ufeff" + `{"msgtype":"text","msgId":"m"}`,
 	`{"msgtype":"te` + "\x01" + `xt","msgId":"m"}`,
 	`{}`, `[]`, `null`, ``, `"text"`,
+	`{"msgtype":"text","msgId":"m","extra":1,"extra":2}`,
+	`{"msgtype":"text","msgId":"m","atUsers":[{"staffId":"s","x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}]}`,
 }
 
 // FuzzDecodeMessage checks ParseMessage's fast path against encoding/json:
-// whatever the fast path decodes, encoding/json decodes to the same Message.
+// whatever the fast path decodes, encoding/json decodes to the same Message;
+// and when the fast path says the shape is checked, checkShape agrees.
 func FuzzDecodeMessage(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
 	for _, file := range files {
@@ -58,8 +62,12 @@ func FuzzDecodeMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var fast Message
-		if !decodeMessage(body, &fast, new(TextContent)) {
+		decoded, shapeChecked := decodeMessage(body, &fast, new(TextContent))
+		if !decoded {
 			return
+		}
+		if err := checkShape(body); shapeChecked && err != nil {
+			t.Fatalf("the fast path passed a body of the wrong shape (%v): %q", err, body)
 		}
 		var std Message
 		if err := json.Unmarshal(body, &std); err != nil {
@@ -76,7 +84,7 @@ func TestDingTalkBodiesTakeTheFastPath(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
 	for _, file := range files {
 		var m Message
-		if !decodeMessage(readCallback(t, filepath.Base(file)), &m, new(TextContent)) {
+		if decoded, _ := decodeMessage(readCallback(t, filepath.Base(file)), &m, new(TextContent)); !decoded {
 			t.Errorf("%s: the fast path gave up", filepath.Base(file))
 		}
 	}
