@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -14,6 +15,10 @@ var errBodyTooLarge = errors.New("body is larger than max_body")
 // readBody reads the whole body, at most limit bytes. A Content-Length over
 // the limit is refused before reading anything; a chunked or lying body is
 // cut off one byte past the limit.
+//
+// The body is read into one buffer, sized by Content-Length when there is
+// one: one byte more than announced, so that the end of the body is seen
+// without growing it.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errBodyTooLarge
@@ -21,28 +26,51 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
 		return nil, fmt.Errorf("content encoding %q is not accepted", enc)
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	size := int64(bytes.MinRead)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength + 1
 	}
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading body: %w", err)
+	buf := make([]byte, 0, min(size, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, errBodyTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading body: %w", err)
+		}
 	}
-	if n > limit {
-		return nil, errBodyTooLarge
-	}
-	return buf.Bytes(), nil
 }
 
 // restoreBody gives the next handler the exact bytes that were read, with a
 // Content-Length that matches them, whatever framing the client used.
 func restoreBody(r *http.Request, body []byte) {
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	reader := new(bodyReader)
+	reader.Reset(body)
+	r.Body = reader
 	r.ContentLength = int64(len(body))
 	r.TransferEncoding = nil
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	var digits [20]byte
+	length := strconv.AppendInt(digits[:0], int64(len(body)), 10)
+	// Usually the client's Content-Length says so already.
+	if values := r.Header["Content-Length"]; len(values) != 1 || values[0] != string(length) {
+		r.Header.Set("Content-Length", string(length))
+	}
 	r.GetBody = func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(body)), nil
 	}
 }
+
+// bodyReader is a restored body: one allocation where io.NopCloser around
+// a bytes.Reader takes two.
+type bodyReader struct{ bytes.Reader }
+
+// Close implements io.Closer; there is nothing to release.
+func (*bodyReader) Close() error { return nil }

@@ -28,10 +28,10 @@ type Bot struct {
 	RobotCode string `json:"robot_code,omitempty"`
 }
 
-// bot is a provisioned Bot: its secret expanded.
+// bot is a provisioned Bot: its secret expanded into a verifier.
 type bot struct {
 	name      string
-	secret    string
+	verifier  *dingtalk.Verifier
 	robotCode string
 }
 
@@ -56,7 +56,7 @@ func provisionBots(configured []Bot) ([]bot, error) {
 		if secret == "" {
 			return nil, fmt.Errorf("dingtalk: bot %q has an empty secret (an unset {env.*} variable?)", b.Name)
 		}
-		bots = append(bots, bot{name: b.Name, secret: secret, robotCode: b.RobotCode})
+		bots = append(bots, bot{name: b.Name, verifier: dingtalk.NewVerifier(secret), robotCode: b.RobotCode})
 	}
 	return bots, nil
 }
@@ -64,7 +64,7 @@ func provisionBots(configured []Bot) ([]bot, error) {
 // match returns the first bot whose secret signs timestamp as sign.
 func matchBot(bots []bot, timestamp, sign string) (*bot, bool) {
 	for i := range bots {
-		if dingtalk.SignMatches(bots[i].secret, timestamp, sign) {
+		if bots[i].verifier.Matches(timestamp, sign) {
 			return &bots[i], true
 		}
 	}

@@ -53,16 +53,29 @@ type claim struct {
 // claim takes v's msgId for ttl. It returns nil and no error when another
 // request holds it already: the message is a duplicate, and reported as one.
 func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
-	c := &claim{d: d, key: dedupeKey(v), token: newClaimToken(), msgID: v.Message.MsgID}
+	c := new(claim)
+	if held, err := d.take(ctx, v, ttl, c); !held {
+		return nil, err
+	}
+	return c, nil
+}
+
+// take is claim into a claim the caller provides (serveOnce's stays on its
+// stack), reporting whether the msgId was taken.
+func (d *deduper) take(ctx context.Context, v *Verified, ttl time.Duration, c *claim) (bool, error) {
+	var buf [128]byte
+	key := appendDedupeKey(buf[:0], v.Message)
+	*c = claim{d: d, msgID: v.Message.MsgID}
+	c.key, c.token = splitString(appendClaimToken(key), len(key))
 	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if holder != c.token {
 		d.report.duplicate(v)
-		return nil, nil
+		return false, nil
 	}
-	return c, nil
+	return true, nil
 }
 
 // keep holds the msgId for ttl from now.
@@ -87,17 +100,18 @@ func (c *claim) release(ctx context.Context) {
 // on, or answer empty when it was claimed already. When the rest of the
 // route fails (an error, a 5xx answer, or a panic) the claim is released.
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
-	c, err := d.claim(r.Context(), v, d.ttl)
+	var c claim
+	held, err := d.take(r.Context(), v, d.ttl, &c)
 	if err != nil {
 		if err := d.storeUnavailable(w, r, v, err); err != nil {
 			return err
 		}
 		return d.report.passOn(w, r, v, next)
 	}
-	if c == nil {
+	if !held {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
-	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	answered := false
 	// Deferred, so that a panic releases the claim too: reverse_proxy
 	// panics with http.ErrAbortHandler when the upstream breaks off its
@@ -112,10 +126,18 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified,
 	return err
 }
 
-// dedupeKey identifies a message: msgIds are unique per robot, and a message
-// that mentions two robots reaches each with its robotCode.
-func dedupeKey(v *Verified) string {
-	return "msg:" + v.Message.RobotCode + ":" + v.Message.MsgID
+// appendDedupeKey appends the key that identifies a message to b: msgIds
+// are unique per robot, and a message that mentions two robots reaches each
+// with its robotCode.
+func appendDedupeKey(b []byte, m *dingtalk.Message) []byte {
+	return append(append(append(append(b, "msg:"...), m.RobotCode...), ':'), m.MsgID...)
+}
+
+// splitString makes two strings of b, split at n, in one allocation. A
+// store keeps a key and its holder's token together, so they can share it.
+func splitString(b []byte, n int) (string, string) {
+	s := string(b)
+	return s[:n], s[n:]
 }
 
 // Claim tokens are unique across processes (a random prefix) and within one
@@ -129,14 +151,15 @@ var (
 	claimTokenCounter atomic.Uint64
 )
 
-func newClaimToken() string {
-	return claimTokenPrefix + strconv.FormatUint(claimTokenCounter.Add(1), 36)
+// appendClaimToken appends a new claim token to b.
+func appendClaimToken(b []byte) []byte {
+	return strconv.AppendUint(append(b, claimTokenPrefix...), claimTokenCounter.Add(1), 36)
 }
 
 // statusWriter remembers the status the rest of the route answered with.
 type statusWriter struct {
-	*caddyhttp.ResponseWriterWrapper
-	status int
+	caddyhttp.ResponseWriterWrapper // by value: one allocation for both
+	status                          int
 }
 
 func (w *statusWriter) WriteHeader(status int) {

@@ -14,7 +14,7 @@ import (
 )
 
 // parseMatcher sets up `@<name> dingtalk <rest>` as Caddy does.
-func parseMatcher(t *testing.T, name, rest string) *MatchDingTalk {
+func parseMatcher(t testing.TB, name, rest string) *MatchDingTalk {
 	t.Helper()
 	d := caddyfile.NewTestDispenser("dingtalk " + rest)
 	d.SetContext(caddyfile.MatcherNameCtxKey, name)

@@ -34,11 +34,13 @@ type replayGuard struct {
 // returns the replay rejection, or the store's error, or neither. Only
 // verified requests reach it: the headers are single and the timestamp valid.
 func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejection, error) {
-	timestamp, sign := r.Header.Get(dingtalk.HeaderTimestamp), r.Header.Get(dingtalk.HeaderSign)
+	timestamp, sign := r.Header.Get(timestampKey), r.Header.Get(signKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
-	message := dedupeKey(v)
-	holder, err := g.store.Claim(r.Context(), replayKey(timestamp, sign), message, g.ttl)
+	var buf [128]byte
+	pair := appendReplayKey(buf[:0], timestamp, sign)
+	key, message := splitString(appendDedupeKey(pair, v.Message), len(pair))
+	holder, err := g.store.Claim(r.Context(), key, message, g.ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -53,10 +55,12 @@ func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejec
 	return nil, nil
 }
 
-// replayKey names a (timestamp, sign) pair in the store. The sign is a
-// credential while its timestamp is in the window, so the key holds only a
-// hash of it.
-func replayKey(timestamp, sign string) string {
-	sum := sha256.Sum256([]byte(sign))
-	return "sig:" + timestamp + ":" + hex.EncodeToString(sum[:16])
+// appendReplayKey appends the name of a (timestamp, sign) pair in the
+// store to b. The sign is a credential while its timestamp is in the
+// window, so the key holds only a hash of it.
+func appendReplayKey(b []byte, timestamp, sign string) []byte {
+	var signBytes [64]byte // a sign is 44 bytes: hashed from the stack, not from a copy on the heap
+	sum := sha256.Sum256(append(signBytes[:0], sign...))
+	b = append(append(append(b, "sig:"...), timestamp...), ':')
+	return hex.AppendEncode(b, sum[:16])
 }

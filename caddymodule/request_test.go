@@ -15,7 +15,7 @@ import (
 // verifiedRequest returns a request as the dingtalk handler passes it on
 // after verifying body for bot: the message in the context and the
 // placeholders on the request's replacer.
-func verifiedRequest(t *testing.T, bot string, body []byte) (*http.Request, *caddy.Replacer) {
+func verifiedRequest(t testing.TB, bot string, body []byte) (*http.Request, *caddy.Replacer) {
 	t.Helper()
 	msg, err := dingtalk.ParseMessage(body)
 	if err != nil {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -80,6 +81,7 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 func BenchmarkMemoryClaim(b *testing.B) {
 	tab := newMemoryTable(100_000, time.Now)
 	b.ReportAllocs()
+	defer reportCPU(b, nil)()
 	i := 0
 	for b.Loop() {
 		i++
@@ -90,6 +92,7 @@ func BenchmarkMemoryClaim(b *testing.B) {
 func BenchmarkMemoryClaimParallel(b *testing.B) {
 	tab := newMemoryTable(100_000, time.Now)
 	b.ReportAllocs()
+	defer reportCPU(b, nil)()
 	var n sync.Mutex
 	worker := 0
 	b.RunParallel(func(pb *testing.PB) {
@@ -101,6 +104,48 @@ func BenchmarkMemoryClaimParallel(b *testing.B) {
 		for pb.Next() {
 			i++
 			tab.claim(prefix+strconv.Itoa(i), "t", time.Hour)
+		}
+	})
+}
+
+// memoryDuplicates is a table holding n keys, and the keys: looking one up
+// again is what a redelivered callback costs.
+func memoryDuplicates(n int) (*memoryTable, []string) {
+	tab := newMemoryTable(2*n, time.Now) // room for shards filling unevenly
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "msg" + strconv.Itoa(i)
+		tab.claim(keys[i], "first", time.Hour)
+	}
+	return tab, keys
+}
+
+func BenchmarkMemoryDuplicate(b *testing.B) {
+	tab, keys := memoryDuplicates(50_000)
+	b.ReportAllocs()
+	defer reportCPU(b, nil)()
+	i := 0
+	for b.Loop() {
+		i++
+		if tab.claim(keys[i%len(keys)], "again", time.Hour) != "first" {
+			b.Fatal("a duplicate was claimed")
+		}
+	}
+}
+
+func BenchmarkMemoryDuplicateParallel(b *testing.B) {
+	tab, keys := memoryDuplicates(50_000)
+	b.ReportAllocs()
+	defer reportCPU(b, nil)()
+	var start atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(start.Add(7919)) // each worker walks the keys from its own place
+		for pb.Next() {
+			i++
+			if tab.claim(keys[i%len(keys)], "again", time.Hour) != "first" {
+				b.Error("a duplicate was claimed")
+				return
+			}
 		}
 	})
 }

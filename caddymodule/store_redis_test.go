@@ -145,7 +145,7 @@ func TestRedisStoreClaimIsAtomicAcrossClients(t *testing.T) {
 			store = two
 		}
 		wg.Go(func() {
-			holders[i], errs[i] = store.Claim(context.Background(), "race", newClaimToken(), time.Minute)
+			holders[i], errs[i] = store.Claim(context.Background(), "race", string(appendClaimToken(nil)), time.Minute)
 		})
 	}
 	wg.Wait()

@@ -15,8 +15,8 @@ func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
 		return nil, newRejection(http.StatusMethodNotAllowed, reasonMethod, "", errors.New("method is not POST"))
 	}
 
-	timestamp, okTS := singleHeader(r.Header, dingtalk.HeaderTimestamp)
-	sign, okSign := singleHeader(r.Header, dingtalk.HeaderSign)
+	timestamp, okTS := singleHeader(r.Header, timestampKey)
+	sign, okSign := singleHeader(r.Header, signKey)
 	if !okTS || !okSign {
 		return nil, newRejection(http.StatusUnauthorized, reasonMissingHeaders, "", errors.New("timestamp or sign header missing, empty or repeated"))
 	}
@@ -53,10 +53,19 @@ func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
 	return &Verified{Bot: b.name, Message: msg, Body: body}, nil
 }
 
-// singleHeader returns the header's only value. A header that is absent,
-// empty or sent more than once is not usable: which copy would be the real one?
-func singleHeader(h http.Header, name string) (string, bool) {
-	values := h.Values(name)
+// The canonical forms of the sign's header names, computed once: Header.Get
+// with DingTalk's lower-case names would canonicalize them, and allocate,
+// on every request.
+var (
+	timestampKey = http.CanonicalHeaderKey(dingtalk.HeaderTimestamp)
+	signKey      = http.CanonicalHeaderKey(dingtalk.HeaderSign)
+)
+
+// singleHeader returns the only value of the header with the canonical
+// name key. A header that is absent, empty or sent more than once is not
+// usable: which copy would be the real one?
+func singleHeader(h http.Header, key string) (string, bool) {
+	values := h[key]
 	if len(values) != 1 || values[0] == "" {
 		return "", false
 	}

@@ -73,12 +73,23 @@ var ErrInvalidMessage = errors.New("invalid callback body")
 // top-level key twice, or a field's key in other letter case) and bodies
 // nested deeper than any DingTalk message.
 func ParseMessage(body []byte) (*Message, error) {
-	var m Message
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
+	// A text message's text comes in the same allocation as the message.
+	withText := new(struct {
+		m    Message
+		text TextContent
+	})
+	m := &withText.m
+	decoded, shapeChecked := decodeMessage(body, m, &withText.text)
+	if !decoded {
+		*m = Message{}
+		if err := json.Unmarshal(body, m); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
+		}
 	}
-	if err := checkShape(body); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+	if !shapeChecked {
+		if err := checkShape(body); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidMessage, err)
+		}
 	}
 	if m.MsgType == "" {
 		return nil, fmt.Errorf("%w: no msgtype", ErrInvalidMessage)
@@ -86,7 +97,7 @@ func ParseMessage(body []byte) (*Message, error) {
 	if m.MsgID == "" {
 		return nil, fmt.Errorf("%w: no msgId", ErrInvalidMessage)
 	}
-	return &m, nil
+	return m, nil
 }
 
 // describeJSONError names the problem without echoing body content, which is

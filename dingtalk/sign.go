@@ -6,7 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -48,12 +50,57 @@ func signInto(dst []byte, secret, timestamp string) []byte {
 
 // SignMatches reports, in constant time, whether sign is the sign of
 // timestamp under secret. Only the exact canonical base64 text matches: a
-// URL-encoded or otherwise re-written sign does not.
+// URL-encoded or otherwise re-written sign does not. A server checking many
+// callbacks uses a Verifier instead.
 func SignMatches(secret, timestamp, sign string) bool {
 	var sum [sha256.Size]byte
-	var want [44]byte // base64 of 32 bytes
-	base64.StdEncoding.Encode(want[:], signInto(sum[:0], secret, timestamp))
-	return subtle.ConstantTimeCompare(want[:], []byte(sign)) == 1
+	return macMatches(signInto(sum[:0], secret, timestamp), sign)
+}
+
+// macMatches reports, in constant time, whether sign is the base64 text of mac.
+func macMatches(mac []byte, sign string) bool {
+	var want, got [44]byte // base64 of 32 bytes
+	if len(sign) != len(got) {
+		return false // the length of a sign is no secret
+	}
+	base64.StdEncoding.Encode(want[:], mac)
+	copy(got[:], sign)
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1
+}
+
+// Verifier checks signs made with one secret, as SignMatches does. It keeps
+// HMACs keyed with the secret for reuse: a check then hashes two SHA-256
+// blocks instead of four and allocates nothing. It is safe for concurrent use.
+type Verifier struct {
+	secret string
+	states sync.Pool // of *verifierState
+}
+
+// verifierState is one keyed HMAC and the buffer its input and output go through.
+type verifierState struct {
+	mac hash.Hash
+	buf []byte
+}
+
+// NewVerifier returns a Verifier for secret.
+func NewVerifier(secret string) *Verifier {
+	v := &Verifier{secret: secret}
+	v.states.New = func() any {
+		return &verifierState{mac: hmac.New(sha256.New, []byte(secret))}
+	}
+	return v
+}
+
+// Matches reports, in constant time, whether sign is the sign of timestamp
+// under the verifier's secret.
+func (v *Verifier) Matches(timestamp, sign string) bool {
+	s := v.states.Get().(*verifierState)
+	defer v.states.Put(s)
+	s.mac.Reset()
+	s.buf = append(append(append(s.buf[:0], timestamp...), '\n'), v.secret...)
+	s.mac.Write(s.buf)
+	s.buf = s.mac.Sum(s.buf[:0])
+	return macMatches(s.buf, sign)
 }
 
 // ParseTimestamp reads a timestamp header: digits only (no sign, no spaces,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,11 +23,18 @@ func TestSignVectors(t *testing.T) {
 		if !SignMatches(v.secret, v.timestamp, v.sign) {
 			t.Errorf("SignMatches rejects the vector for %q", v.secret)
 		}
+		verifier := NewVerifier(v.secret)
+		for range 3 { // a reused HMAC gives the same answer
+			if !verifier.Matches(v.timestamp, v.sign) {
+				t.Errorf("Verifier rejects the vector for %q", v.secret)
+			}
+		}
 	}
 }
 
 func TestSignMatchesOnlyTheExactSign(t *testing.T) {
 	v := signVectors[0]
+	verifier := NewVerifier(v.secret)
 	for name, sign := range map[string]string{
 		"other secret's sign":  signVectors[1].sign,
 		"URL-encoded":          url.QueryEscape(v.sign),
@@ -41,10 +49,30 @@ func TestSignMatchesOnlyTheExactSign(t *testing.T) {
 		if SignMatches(v.secret, v.timestamp, sign) {
 			t.Errorf("%s: %q accepted", name, sign)
 		}
+		if verifier.Matches(v.timestamp, sign) {
+			t.Errorf("%s: %q accepted by the Verifier", name, sign)
+		}
 	}
-	if SignMatches(v.secret, v.timestamp+"0", v.sign) {
+	if SignMatches(v.secret, v.timestamp+"0", v.sign) || verifier.Matches(v.timestamp+"0", v.sign) {
 		t.Error("a sign matched another timestamp")
 	}
+}
+
+func TestVerifierConcurrentUse(t *testing.T) {
+	verifier := NewVerifier(signVectors[0].secret)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 200 {
+				ts := strconv.Itoa(1700000000000 + i*1000 + j)
+				if !verifier.Matches(ts, Sign(signVectors[0].secret, ts)) || verifier.Matches(ts, signVectors[0].sign) {
+					t.Errorf("wrong answer for %s", ts)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestParseTimestamp(t *testing.T) {
@@ -88,6 +116,17 @@ func BenchmarkSignMatches(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if !SignMatches(v.secret, v.timestamp, v.sign) {
+			b.Fatal("vector rejected")
+		}
+	}
+}
+
+func BenchmarkVerifierMatches(b *testing.B) {
+	v := signVectors[0]
+	verifier := NewVerifier(v.secret)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !verifier.Matches(v.timestamp, v.sign) {
 			b.Fatal("vector rejected")
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -96,8 +97,9 @@ type WebhookClient struct {
 	// Backoff gives the wait before retry number attempt (1 for the first
 	// retry). Nil means exponential from 200ms, capped at 5s, with jitter.
 	Backoff func(attempt int) time.Duration
-	// HTTPClient makes the requests; nil means a client on
-	// http.DefaultTransport. Post uses a copy that never follows redirects: a
+	// HTTPClient makes the requests; nil means a client on a shared copy of
+	// http.DefaultTransport that keeps more idle connections per host (see
+	// webhookTransport). Post uses a copy that never follows redirects: a
 	// redirect could lead to any host, so a 3xx answer is a failure.
 	HTTPClient *http.Client
 	// Now gives the time expiry is checked against; nil means time.Now.
@@ -227,13 +229,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (c *WebhookClient) httpClient() *http.Client {
-	var hc http.Client
+	hc := http.Client{Transport: webhookTransport()}
 	if c.HTTPClient != nil {
 		hc = *c.HTTPClient
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &hc
 }
+
+// webhookIdleConns is how many idle connections to one host the default
+// transport keeps: as many as the async relay's default workers post at once.
+const webhookIdleConns = 64
+
+// webhookTransport is the default transport: http.DefaultTransport's
+// settings, but keeping webhookIdleConns idle connections per host instead
+// of 2. Replies all go to DingTalk's one host: with 2, most posts of a relay
+// replying from many workers at once would open, and TLS-handshake, a
+// connection of their own.
+var webhookTransport = sync.OnceValue(func() http.RoundTripper {
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return http.DefaultTransport // replaced by the program: keep its choice
+	}
+	t = t.Clone()
+	t.MaxIdleConnsPerHost = webhookIdleConns
+	return t
+})
 
 func (c *WebhookClient) now() time.Time {
 	if c.Now != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -508,5 +509,34 @@ func TestWebhookClientDefaultBackoff(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed < 100*time.Millisecond || elapsed > 3*time.Second {
 		t.Errorf("one retry took %v, want 100ms to 200ms of backoff", elapsed)
+	}
+}
+
+// A relay posts many replies at once to DingTalk's one host: the client
+// must reuse its connections rather than open one per post.
+func TestWebhookClientReusesConnections(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		answer(http.StatusOK, `{"errcode":0,"errmsg":"ok"}`)(w, r)
+	})
+	c := newClient(t, rec)
+	const concurrent = 16
+	for range 3 {
+		var wg sync.WaitGroup
+		for range concurrent {
+			wg.Go(func() {
+				if _, err := post(c, webhookURL(rec)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if len(conns) > concurrent {
+		t.Errorf("3 rounds of %d posts at once used %d connections, want at most %d", concurrent, len(conns), concurrent)
 	}
 }

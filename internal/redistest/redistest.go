@@ -29,7 +29,7 @@ type Server struct {
 	// Addr is the server's host:port on 127.0.0.1. It stays the same across Restart.
 	Addr string
 
-	t      testing.TB
+	t      testing.TB // nil for a server from Run
 	binary string
 	args   []string
 	dir    string
@@ -51,20 +51,43 @@ func Start(t testing.TB, args ...string) *Server {
 		}
 		t.Skipf("redis-server is not on PATH (install Debian's redis-server to run this test): %v", err)
 	}
-	s := &Server{t: t, binary: binary, args: args, dir: t.TempDir()}
+	s, err := run(binary, t.TempDir(), args)
+	if err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	s.t = t
 	t.Cleanup(s.Stop)
+	return s
+}
 
-	// The port was free a moment ago; if another process took it since,
-	// redis-server exits at once and a new port is tried.
+// Run is Start for a program rather than a test (the load harness in
+// bench/): the server keeps its files in dir, the caller stops it, and it
+// cannot Restart. It fails when redis-server is not on PATH.
+func Run(dir string, args ...string) (*Server, error) {
+	binary, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	return run(binary, dir, args)
+}
+
+// run starts a server on a free port. The port was free a moment ago; if
+// another process took it since, redis-server exits at once and a new port
+// is tried.
+func run(binary, dir string, args []string) (*Server, error) {
+	s := &Server{binary: binary, args: args, dir: dir}
 	var lastErr error
 	for range 5 {
-		s.Addr = net.JoinHostPort("127.0.0.1", freePort(t))
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", port)
 		if lastErr = s.start(); lastErr == nil {
-			return s
+			return s, nil
 		}
 	}
-	t.Fatalf("starting redis-server: %v", lastErr)
-	return nil
+	return nil, lastErr
 }
 
 // Stop ends the server and waits for it to exit. Stopping a stopped server does nothing.
@@ -84,7 +107,18 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart stops the server and starts a new, empty one on the same address.
+// Pid is the server's process id, 0 when it is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Restart stops the server and starts a new, empty one on the same address
+// (servers from Start only).
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
@@ -153,12 +187,11 @@ func ping(addr string) bool {
 	return err == nil && (line == "+PONG\r\n" || bytes.HasPrefix([]byte(line), []byte("-NOAUTH")))
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
+func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
 }

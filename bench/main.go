@@ -1,0 +1,177 @@
+// Command bench measures what the dingtalk handler costs in a real Caddy:
+// it runs several Caddy configurations side by side under the same load of
+// signed DingTalk callbacks and compares them with plain Caddy. See
+// BENCHMARKS.md for what it measures, how, and the latest results.
+//
+//	go run ./bench            # the comparison (about 2 minutes)
+//	go run ./bench -memory    # memory per remembered msgId
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
+)
+
+// options are the command's flags.
+type options struct {
+	caddy    string
+	conns    int
+	warmup   time.Duration
+	duration time.Duration
+	rounds   int
+	only     string
+	pin      bool
+	profile  string
+	memory   bool
+	requests int64
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.caddy, "caddy", "", "the Caddy binary to measure (default: go build ./cmd/caddy into a temporary folder)")
+	flag.IntVar(&o.conns, "conns", 16, "concurrent keep-alive connections of the load")
+	flag.DurationVar(&o.warmup, "warmup", 250*time.Millisecond, "load sent before each measured period")
+	flag.DurationVar(&o.duration, "duration", time.Second, "the measured period of each configuration in each round")
+	flag.IntVar(&o.rounds, "rounds", 12, "how many times every configuration is measured, interleaved (ratios are medians of the rounds)")
+	flag.StringVar(&o.only, "configs", "", "measure only these configurations, such as AB (default: all)")
+	flag.BoolVar(&o.pin, "pin", false, "pin Caddy and the load generator to separate CPUs with taskset")
+	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
+	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
+	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
+	flag.Parse()
+	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration and -requests must be positive")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A bound whatever happens; a default run takes about 2 minutes.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "caddy-dingtalk-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	bin := o.caddy
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "building ./cmd/caddy ...")
+		if bin, err = buildCaddy(ctx, dir); err != nil {
+			return err
+		}
+	} else if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
+	var caddyCPUs string
+	if o.pin {
+		if caddyCPUs, err = pinHarness(); err != nil {
+			return err
+		}
+	}
+
+	upstream, err := startPeer(upstreamAnswer)
+	if err != nil {
+		return err
+	}
+	defer upstream.Close()
+	webhook, err := startPeer(webhookAnswer)
+	if err != nil {
+		return err
+	}
+	defer webhook.Close()
+	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
+		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, webhook: webhook}
+	if !o.memory {
+		// Like the tests, on a free loopback port; without redis-server,
+		// the configurations that need it are skipped.
+		redis, err := redistest.Run(dir)
+		if err != nil {
+			fmt.Printf("no redis-server (%v): the Redis configuration is skipped\n", err)
+		} else {
+			defer redis.Stop()
+			env.peers.redis, env.redisPid = redis.Addr, redis.Pid()
+		}
+	}
+
+	printHeader(ctx, bin, o, caddyCPUs)
+	if o.memory {
+		return runMemory(env)
+	}
+	return runComparison(env)
+}
+
+// environment is what a mode of the harness runs with.
+type environment struct {
+	ctx      context.Context
+	bin      string // the Caddy binary
+	dir      string // temporary files
+	cpus     string // taskset CPU list for Caddy, or ""
+	o        options
+	peers    peers
+	webhook  *peer
+	redisPid int // redis-server's process, 0 without one
+}
+
+// printHeader says what ran where, for BENCHMARKS.md.
+func printHeader(ctx context.Context, bin string, o options, caddyCPUs string) {
+	fmt.Printf("machine:  %s, %d CPUs, Linux %s, load average %s\n",
+		cpuModel(), runtime.NumCPU(), readTrimmed("/proc/sys/kernel/osrelease"), loadAverage())
+	fmt.Printf("go:       %s\ncaddy:    %s\n", runtime.Version(), caddyVersion(ctx, bin))
+	pinning := "none (Caddy, the load generator and the peers share every CPU)"
+	if caddyCPUs != "" {
+		pinning = "Caddy on CPU " + caddyCPUs + ", the load generator and the peers on CPU 0"
+	}
+	fmt.Printf("load:     %d keep-alive connections, signed group text callbacks with unique msgIds\n", o.conns)
+	fmt.Printf("pinning:  %s\n\n", pinning)
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	for line := range strings.Lines(readTrimmed("/proc/cpuinfo")) {
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return "unknown CPU"
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	fields := strings.Fields(readTrimmed("/proc/loadavg"))
+	if len(fields) < 3 {
+		return "unknown"
+	}
+	return strings.Join(fields[:3], " ")
+}
+
+func readTrimmed(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,431 @@
+package dingtalk
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ParseMessage's fast path. encoding/json spends most of a callback's
+// verification in reflection and in one allocation per string field; this
+// decoder reads the shape DingTalk sends (an object of Message's keys with
+// plain strings, integers, booleans, the text object and the atUsers array)
+// in one pass, and all its strings share one copy of the body.
+//
+// It decodes exactly what encoding/json would, or gives up: at the first
+// thing it does not handle (a \u escape, invalid UTF-8, null, a
+// value of another type, a repeated key, a key that encoding/json would
+// match case-insensitively, invalid JSON) it reports false and ParseMessage
+// decodes the body with encoding/json, which defines the behaviour and the
+// errors. FuzzParseMessage checks that both agree.
+
+// messageDecoder reads one callback body.
+type messageDecoder struct {
+	s    string       // the body, copied once; every decoded string is a part of it
+	i    int          // the next byte to read
+	seen uint32       // the keys read so far, one bit each
+	text *TextContent // where the text object goes
+	// skipped is set when a value was passed over unread (an unknown key's,
+	// or content): its keys and its nesting are unknown.
+	skipped bool
+}
+
+// decodeMessage fills m from body, and text with the text object if there
+// is one, or reports false (m is then partly filled). shapeChecked reports
+// that checkShape has nothing left to refuse: every top-level key was one
+// of Message's, spelled exactly, once, and nothing nests deeper than
+// atUsers' objects. DingTalk's text messages are all like that.
+func decodeMessage(body []byte, m *Message, text *TextContent) (ok, shapeChecked bool) {
+	d := messageDecoder{s: string(body), text: text}
+	ok = d.object(func(key string) bool { return d.field(key, m) })
+	d.space()
+	ok = ok && d.i == len(d.s)
+	return ok, ok && !d.skipped
+}
+
+// messageKeyNames are Message's JSON keys, for the fast path's check that an
+// unknown key is not one of them in other letter case.
+var messageKeyNames = slices.Sorted(maps.Keys(messageKeys))
+
+// field reads the value of key into m. Each key has its own bit in seen.
+func (d *messageDecoder) field(key string, m *Message) bool {
+	var bit uint
+	var ok bool
+	switch key {
+	case "msgtype":
+		bit = 0
+		m.MsgType, ok = d.str()
+	case "msgId":
+		bit = 1
+		m.MsgID, ok = d.str()
+	case "text":
+		bit = 2
+		m.Text, ok = d.readText()
+	case "content":
+		bit = 3
+		var raw string
+		raw, ok = d.skip()
+		m.Content = json.RawMessage(raw)
+	case "createAt":
+		bit = 4
+		m.CreateAt, ok = d.millis()
+	case "conversationType":
+		bit = 5
+		m.ConversationType, ok = d.str()
+	case "conversationId":
+		bit = 6
+		m.ConversationID, ok = d.str()
+	case "conversationTitle":
+		bit = 7
+		m.ConversationTitle, ok = d.str()
+	case "senderId":
+		bit = 8
+		m.SenderID, ok = d.str()
+	case "senderNick":
+		bit = 9
+		m.SenderNick, ok = d.str()
+	case "senderStaffId":
+		bit = 10
+		m.SenderStaffID, ok = d.str()
+	case "senderCorpId":
+		bit = 11
+		m.SenderCorpID, ok = d.str()
+	case "senderUnionId":
+		bit = 12
+		m.SenderUnionID, ok = d.str()
+	case "senderPlatform":
+		bit = 13
+		m.SenderPlatform, ok = d.str()
+	case "sessionWebhook":
+		bit = 14
+		m.SessionWebhook, ok = d.str()
+	case "sessionWebhookExpiredTime":
+		bit = 15
+		m.SessionWebhookExpiredTime, ok = d.millis()
+	case "isAdmin":
+		bit = 16
+		m.IsAdmin, ok = d.boolean()
+	case "isInAtList":
+		bit = 17
+		m.IsInAtList, ok = d.boolean()
+	case "atUsers":
+		bit = 18
+		m.AtUsers, ok = d.atUsers()
+	case "chatbotCorpId":
+		bit = 19
+		m.ChatbotCorpID, ok = d.str()
+	case "chatbotUserId":
+		bit = 20
+		m.ChatbotUserID, ok = d.str()
+	case "robotCode":
+		bit = 21
+		m.RobotCode, ok = d.str()
+	default:
+		return d.unknown(key, messageKeyNames)
+	}
+	if d.seen&(1<<bit) != 0 {
+		return false // encoding/json would merge a repeated text object: leave repeats to it
+	}
+	d.seen |= 1 << bit
+	return ok
+}
+
+// text reads the text object into d.text.
+func (d *messageDecoder) readText() (*TextContent, bool) {
+	t := d.text
+	seen := false
+	ok := d.object(func(key string) bool {
+		if key != "content" {
+			return d.unknown(key, []string{"content"})
+		}
+		if seen {
+			return false // encoding/json keeps the last: leave repeats to it
+		}
+		seen = true
+		var ok bool
+		t.Content, ok = d.str()
+		return ok
+	})
+	return t, ok
+}
+
+// atUsers reads an array of {"dingtalkId": ..., "staffId": ...} objects.
+func (d *messageDecoder) atUsers() ([]AtUser, bool) {
+	users := []AtUser{} // encoding/json makes [] an empty, non-nil slice
+	if !d.next('[') {
+		return nil, false
+	}
+	if d.next(']') {
+		return users, true
+	}
+	for {
+		var u AtUser
+		var seenID, seenStaff bool
+		ok := d.object(func(key string) bool {
+			var ok bool
+			switch {
+			case key == "dingtalkId" && !seenID:
+				seenID = true
+				u.DingtalkID, ok = d.str()
+			case key == "staffId" && !seenStaff:
+				seenStaff = true
+				u.StaffID, ok = d.str()
+			case key == "dingtalkId" || key == "staffId":
+				return false // repeated
+			default:
+				return d.unknown(key, []string{"dingtalkId", "staffId"})
+			}
+			return ok
+		})
+		if !ok {
+			return nil, false
+		}
+		users = append(users, u)
+		if d.next(']') {
+			return users, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// object reads an object, calling field for each key with the decoder at
+// its value.
+func (d *messageDecoder) object(field func(key string) bool) bool {
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return true
+	}
+	for {
+		key, ok := d.str()
+		if !ok || !d.next(':') || !field(key) {
+			return false
+		}
+		if d.next('}') {
+			return true
+		}
+		if !d.next(',') {
+			return false
+		}
+	}
+}
+
+// unknown skips the value of a key that is not among known. encoding/json
+// would fill a field whose key equals it case-insensitively: not here.
+func (d *messageDecoder) unknown(key string, known []string) bool {
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return false
+		}
+	}
+	_, ok := d.skip()
+	return ok
+}
+
+// str reads a string in valid UTF-8. Only the one-letter escape sequences
+// are handled (\n in a multi-line text); a \u sequence gives up.
+func (d *messageDecoder) str() (string, bool) {
+	if !d.next('"') {
+		return "", false
+	}
+	start, ascii := d.i, true
+	for d.i < len(d.s) {
+		if plainASCII[d.s[d.i]] {
+			d.i++
+			continue
+		}
+		switch c := d.s[d.i]; {
+		case c == '"':
+			v := d.s[start:d.i]
+			d.i++
+			return v, ascii || utf8.ValidString(v)
+		case c == '\\':
+			return d.unescape(start)
+		case c < 0x20:
+			return "", false
+		}
+		ascii = false
+		d.i++
+	}
+	return "", false
+}
+
+// plainASCII marks the bytes a string holds as they are: ASCII, but for
+// control characters, the quote and the backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// unescape reads the rest of a string that started at start and has an
+// escape sequence at the decoder's position.
+func (d *messageDecoder) unescape(start int) (string, bool) {
+	end := d.i // an upper bound of the string's end, for the buffer's size
+	for end < len(d.s) && d.s[end] != '"' {
+		if d.s[end] == '\\' {
+			end++
+		}
+		end++
+	}
+	b := make([]byte, 0, min(end, len(d.s))-start)
+	b = append(b, d.s[start:d.i]...)
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		d.i++
+		switch {
+		case c == '"':
+			return string(b), utf8.Valid(b)
+		case c < 0x20 || c == '\\' && d.i == len(d.s):
+			return "", false
+		case c == '\\':
+			e := d.s[d.i]
+			d.i++
+			switch e {
+			case '"', '\\', '/':
+				c = e
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			default:
+				return "", false // \u, whose surrogates encoding/json handles
+			}
+		}
+		b = append(b, c)
+	}
+	return "", false
+}
+
+// millis reads a Millis: an integer, or a string of one.
+func (d *messageDecoder) millis() (Millis, bool) {
+	d.space()
+	var text string
+	if d.i < len(d.s) && d.s[d.i] == '"' {
+		var ok bool
+		if text, ok = d.str(); !ok {
+			return 0, false
+		}
+	} else {
+		start := d.i
+		if d.i < len(d.s) && d.s[d.i] == '-' {
+			d.i++
+		}
+		digits := d.i
+		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
+			d.i++
+		}
+		// JSON allows no leading zero; a fraction or an exponent that
+		// follows makes the next token wrong.
+		if d.i == digits || d.s[digits] == '0' && d.i > digits+1 {
+			return 0, false
+		}
+		text = d.s[start:d.i]
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	return Millis(n), err == nil
+}
+
+// boolean reads true or false.
+func (d *messageDecoder) boolean() (bool, bool) {
+	d.space()
+	switch {
+	case strings.HasPrefix(d.s[d.i:], "true"):
+		d.i += len("true")
+		return true, true
+	case strings.HasPrefix(d.s[d.i:], "false"):
+		d.i += len("false")
+		return false, true
+	}
+	return false, false
+}
+
+// skip passes over one value of any kind and returns its text, which must
+// be valid JSON.
+func (d *messageDecoder) skip() (string, bool) {
+	d.skipped = true
+	d.space()
+	start, depth := d.i, 0
+	for d.i < len(d.s) {
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			if !d.skipString() {
+				return "", false
+			}
+		case c == '{' || c == '[':
+			depth++
+			d.i++
+		case c == '}' || c == ']':
+			if depth == 0 {
+				return d.valid(start) // the enclosing object ends: a number or a literal ended
+			}
+			depth--
+			d.i++
+		case c == ',' && depth == 0:
+			return d.valid(start)
+		default:
+			d.i++
+		}
+		if depth == 0 && (c == '"' || c == '}' || c == ']') {
+			return d.valid(start) // a string, an object or an array ended
+		}
+	}
+	return "", false
+}
+
+// skipString passes over a string, escape sequences and all.
+func (d *messageDecoder) skipString() bool {
+	for d.i++; d.i < len(d.s); d.i++ {
+		switch d.s[d.i] {
+		case '\\':
+			d.i++
+		case '"':
+			d.i++
+			return true
+		}
+	}
+	return false
+}
+
+// valid returns the text from start to the decoder's position, without
+// trailing space, if it is one valid JSON value.
+func (d *messageDecoder) valid(start int) (string, bool) {
+	v := strings.TrimRight(d.s[start:d.i], " \t\r\n")
+	return v, v != "" && json.Valid([]byte(v))
+}
+
+// next skips white space and reads c, if it comes next.
+func (d *messageDecoder) next(c byte) bool {
+	d.space()
+	if d.i < len(d.s) && d.s[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// space skips JSON white space.
+func (d *messageDecoder) space() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
