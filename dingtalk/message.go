@@ -73,6 +73,12 @@ var ErrInvalidMessage = errors.New("invalid callback body")
 // top-level key twice, or a field's key in other letter case) and bodies
 // nested deeper than any DingTalk message.
 func ParseMessage(body []byte) (*Message, error) {
+	return ParseMessageString(string(body))
+}
+
+// ParseMessageString is ParseMessage for a body held in a string: the
+// message's strings are parts of it, not copies.
+func ParseMessageString(body string) (*Message, error) {
 	// A text message's text comes in the same allocation as the message.
 	withText := new(struct {
 		m    Message
@@ -82,7 +88,7 @@ func ParseMessage(body []byte) (*Message, error) {
 	decoded, shapeChecked := decodeMessage(body, m, &withText.text)
 	if !decoded {
 		*m = Message{}
-		if err := json.Unmarshal(body, m); err != nil {
+		if err := json.Unmarshal([]byte(body), m); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrInvalidMessage, describeJSONError(err))
 		}
 	}

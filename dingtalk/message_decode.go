@@ -13,7 +13,7 @@ import (
 // verification in reflection and in one allocation per string field; this
 // decoder reads the shape DingTalk sends (an object of Message's keys with
 // plain strings, integers, booleans, the text object and the atUsers array)
-// in one pass, and all its strings share one copy of the body.
+// in one pass, and all its strings are parts of the body.
 //
 // It decodes exactly what encoding/json would, or gives up: at the first
 // thing it does not handle (a \u escape, invalid UTF-8, null, a
@@ -24,7 +24,7 @@ import (
 
 // messageDecoder reads one callback body.
 type messageDecoder struct {
-	s    string       // the body, copied once; every decoded string is a part of it
+	s    string       // the body; every decoded string is a part of it
 	i    int          // the next byte to read
 	seen uint32       // the keys read so far, one bit each
 	text *TextContent // where the text object goes
@@ -38,8 +38,8 @@ type messageDecoder struct {
 // that checkShape has nothing left to refuse: every top-level key was one
 // of Message's, spelled exactly, once, and nothing nests deeper than
 // atUsers' objects. DingTalk's text messages are all like that.
-func decodeMessage(body []byte, m *Message, text *TextContent) (ok, shapeChecked bool) {
-	d := messageDecoder{s: string(body), text: text}
+func decodeMessage(body string, m *Message, text *TextContent) (ok, shapeChecked bool) {
+	d := messageDecoder{s: body, text: text}
 	ok = d.object(func(key string) bool { return d.field(key, m) })
 	d.space()
 	ok = ok && d.i == len(d.s)
@@ -234,24 +234,26 @@ func (d *messageDecoder) str() (string, bool) {
 	if !d.next('"') {
 		return "", false
 	}
-	start, ascii := d.i, true
-	for d.i < len(d.s) {
-		if plainASCII[d.s[d.i]] {
-			d.i++
+	// The loop works on copies of the decoder's fields: through the
+	// pointer, each byte would cost a load and a store of d.i.
+	s, start, ascii := d.s, d.i, true
+	for i := start; i < len(s); i++ {
+		c := s[i]
+		if plainASCII[c] {
 			continue
 		}
-		switch c := d.s[d.i]; {
+		switch {
 		case c == '"':
-			v := d.s[start:d.i]
-			d.i++
+			d.i = i + 1
+			v := s[start:i]
 			return v, ascii || utf8.ValidString(v)
 		case c == '\\':
+			d.i = i
 			return d.unescape(start)
 		case c < 0x20:
 			return "", false
 		}
 		ascii = false
-		d.i++
 	}
 	return "", false
 }

@@ -1,7 +1,6 @@
 package dingtalk
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,8 +42,8 @@ var messageKeys = func() map[string]int {
 //
 // body must be JSON that json.Unmarshal accepted into a Message. It is
 // walked once without being decoded: only brackets and top-level keys count.
-func checkShape(body []byte) error {
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+func checkShape(body string) error {
+	if trimmed := strings.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil // null: nothing to check
 	}
 	var (
@@ -54,8 +53,8 @@ func checkShape(body []byte) error {
 		keyStart          int
 		seen              topLevelKeys
 	)
-	for i, c := range body {
-		switch {
+	for i := range len(body) {
+		switch c := body[i]; {
 		case escaped:
 			escaped = false
 		case inString && c == '\\':
@@ -98,15 +97,14 @@ type topLevelKeys struct {
 
 // add records the key quoted (with its quotes, as in the body) and refuses a
 // second one or a field's key in other letter case.
-func (k *topLevelKeys) add(quoted []byte) error {
-	raw := quoted[1 : len(quoted)-1]
-	if i, ok := messageKeys[string(raw)]; ok { // the common case, without allocation
+func (k *topLevelKeys) add(quoted string) error {
+	key := quoted[1 : len(quoted)-1]
+	if i, ok := messageKeys[key]; ok { // the common case
 		return k.addField(i)
 	}
-	key := string(raw)
-	if bytes.IndexByte(raw, '\\') >= 0 || !utf8.Valid(raw) {
+	if strings.IndexByte(key, '\\') >= 0 || !utf8.ValidString(key) {
 		// Unescaped as encoding/json does: "msg\u0049d" is msgId.
-		if err := json.Unmarshal(quoted, &key); err != nil {
+		if err := json.Unmarshal([]byte(quoted), &key); err != nil {
 			return err
 		}
 		if i, ok := messageKeys[key]; ok {

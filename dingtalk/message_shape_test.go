@@ -48,7 +48,7 @@ func TestParseAcceptsUnambiguousBodies(t *testing.T) {
 }
 
 func BenchmarkCheckShape(b *testing.B) {
-	body := readCallback(b, "group_text.json")
+	body := string(readCallback(b, "group_text.json"))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
