@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"unsafe"
 )
 
 var errBodyTooLarge = errors.New("body is larger than max_body")
@@ -18,13 +20,13 @@ var errBodyTooLarge = errors.New("body is larger than max_body")
 //
 // The body is read into one buffer, sized by Content-Length when there is
 // one: one byte more than announced, so that the end of the body is seen
-// without growing it.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// without growing it. The buffer becomes the string returned.
+func readBody(r *http.Request, limit int64) (string, error) {
 	if r.ContentLength > limit {
-		return nil, errBodyTooLarge
+		return "", errBodyTooLarge
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
-		return nil, fmt.Errorf("content encoding %q is not accepted", enc)
+		return "", fmt.Errorf("content encoding %q is not accepted", enc)
 	}
 	size := int64(bytes.MinRead)
 	if r.ContentLength >= 0 {
@@ -38,20 +40,23 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
-			return nil, errBodyTooLarge
+			return "", errBodyTooLarge
 		}
 		if err == io.EOF {
-			return buf, nil
+			// Nothing writes to buf after this: the string takes it
+			// over, as strings.Builder's String does, instead of copying
+			// the body. The message's strings are parts of it.
+			return unsafe.String(unsafe.SliceData(buf), len(buf)), nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading body: %w", err)
+			return "", fmt.Errorf("reading body: %w", err)
 		}
 	}
 }
 
 // restoreBody gives the next handler the exact bytes that were read, with a
 // Content-Length that matches them, whatever framing the client used.
-func restoreBody(r *http.Request, body []byte) {
+func restoreBody(r *http.Request, body string) {
 	reader := new(bodyReader)
 	reader.Reset(body)
 	r.Body = reader
@@ -64,13 +69,13 @@ func restoreBody(r *http.Request, body []byte) {
 		r.Header.Set("Content-Length", string(length))
 	}
 	r.GetBody = func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(body)), nil
+		return io.NopCloser(strings.NewReader(body)), nil
 	}
 }
 
 // bodyReader is a restored body: one allocation where io.NopCloser around
-// a bytes.Reader takes two.
-type bodyReader struct{ bytes.Reader }
+// a strings.Reader takes two.
+type bodyReader struct{ strings.Reader }
 
 // Close implements io.Closer; there is nothing to release.
 func (*bodyReader) Close() error { return nil }

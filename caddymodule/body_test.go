@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net/http/httptest"
@@ -38,14 +37,14 @@ func TestReadBody(t *testing.T) {
 		switch {
 		case c.tooLarge && !errors.Is(err, errBodyTooLarge):
 			t.Errorf("%s: error %v, want errBodyTooLarge", c.name, err)
-		case !c.tooLarge && (err != nil || !bytes.Equal(got, []byte(c.body))):
+		case !c.tooLarge && (err != nil || got != c.body):
 			t.Errorf("%s: read %d bytes, %v; want the %d bytes sent", c.name, len(got), err, len(c.body))
 		}
 	}
 }
 
 func TestRestoreBodyKeepsOrFixesContentLength(t *testing.T) {
-	body := []byte(`{"msgtype":"text"}`)
+	const body = `{"msgtype":"text"}`
 	for _, sent := range [][]string{{"18"}, nil, {"5"}, {"18", "18"}} {
 		r := httptest.NewRequest("POST", "/", nil)
 		r.Header["Content-Length"] = sent
@@ -57,7 +56,7 @@ func TestRestoreBodyKeepsOrFixesContentLength(t *testing.T) {
 		if got := r.Header["Content-Length"]; len(got) != 1 || got[0] != "18" || r.ContentLength != 18 || r.TransferEncoding != nil {
 			t.Errorf("sent %q: Content-Length %q, %d, transfer encoding %q", sent, got, r.ContentLength, r.TransferEncoding)
 		}
-		if !bytes.Equal(first, body) || !bytes.Equal(second, body) {
+		if string(first) != body || string(second) != body {
 			t.Errorf("sent %q: body %q, GetBody %q", sent, first, second)
 		}
 	}

@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
@@ -33,6 +36,20 @@ type bot struct {
 	name      string
 	verifier  *dingtalk.Verifier
 	robotCode string
+	replayID  string
+}
+
+// replayID names a secret in the replay guard's keys. A verified sign is the
+// one sign of its timestamp under its secret, so the timestamp and this name
+// identify the pair as well as the sign does, and the keys need not hold
+// anything of the sign, a credential while its timestamp is in the window.
+// Bots with the same secret, in this instance or another one sharing the
+// store, get the same name, as their signs are the same. It is keyed with
+// the secret, so it tells nothing about it.
+func replayID(secret string) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("caddy-dingtalk replay guard"))
+	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // provisionBots expands secrets and checks names. Error messages name the
@@ -56,7 +73,7 @@ func provisionBots(configured []Bot) ([]bot, error) {
 		if secret == "" {
 			return nil, fmt.Errorf("dingtalk: bot %q has an empty secret (an unset {env.*} variable?)", b.Name)
 		}
-		bots = append(bots, bot{name: b.Name, verifier: dingtalk.NewVerifier(secret), robotCode: b.RobotCode})
+		bots = append(bots, bot{name: b.Name, verifier: dingtalk.NewVerifier(secret), robotCode: b.RobotCode, replayID: replayID(secret)})
 	}
 	return bots, nil
 }

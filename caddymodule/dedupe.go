@@ -67,11 +67,11 @@ func (d *deduper) take(ctx context.Context, v *Verified, ttl time.Duration, c *c
 	key := appendDedupeKey(buf[:0], v.Message)
 	*c = claim{d: d, msgID: v.Message.MsgID}
 	c.key, c.token = splitString(appendClaimToken(key), len(key))
-	holder, err := d.store.Claim(ctx, c.key, c.token, ttl)
+	held, err := d.store.Claim(ctx, c.key, c.token, ttl)
 	if err != nil {
 		return false, err
 	}
-	if holder != c.token {
+	if !held {
 		d.report.duplicate(v)
 		return false, nil
 	}

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
@@ -34,17 +32,17 @@ type replayGuard struct {
 // returns the replay rejection, or the store's error, or neither. Only
 // verified requests reach it: the headers are single and the timestamp valid.
 func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejection, error) {
-	timestamp, sign := r.Header.Get(timestampKey), r.Header.Get(signKey)
+	timestamp := r.Header.Get(timestampKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
 	var buf [128]byte
-	pair := appendReplayKey(buf[:0], timestamp, sign)
+	pair := appendReplayKey(buf[:0], timestamp, v.bot)
 	key, message := splitString(appendDedupeKey(pair, v.Message), len(pair))
-	holder, err := g.store.Claim(r.Context(), key, message, g.ttl)
+	held, err := g.store.Claim(r.Context(), key, message, g.ttl)
 	if err != nil {
 		return nil, err
 	}
-	if holder == message {
+	if held { // first used by this message, or by this message again: a redelivery
 		return nil, nil
 	}
 	signedAt, err := dingtalk.ParseTimestamp(timestamp)
@@ -55,12 +53,8 @@ func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejec
 	return nil, nil
 }
 
-// appendReplayKey appends the name of a (timestamp, sign) pair in the
-// store to b. The sign is a credential while its timestamp is in the
-// window, so the key holds only a hash of it.
-func appendReplayKey(b []byte, timestamp, sign string) []byte {
-	var signBytes [64]byte // a sign is 44 bytes: hashed from the stack, not from a copy on the heap
-	sum := sha256.Sum256(append(signBytes[:0], sign...))
-	b = append(append(append(b, "sig:"...), timestamp...), ':')
-	return hex.AppendEncode(b, sum[:16])
+// appendReplayKey appends the name of a verified (timestamp, sign) pair in
+// the store to b: the timestamp and the replay ID of the secret that signed it.
+func appendReplayKey(b []byte, timestamp string, signer *bot) []byte {
+	return append(append(append(append(b, "sig:"...), timestamp...), ':'), signer.replayID...)
 }

@@ -13,10 +13,10 @@ import (
 // must be safe for concurrent use and, to de-duplicate across several Caddy
 // instances, shared between them.
 type Store interface {
-	// Claim atomically takes key for ttl on behalf of token, unless it is
-	// already held. It returns the token that holds key afterwards: token
-	// itself when the claim succeeded, the earlier holder's otherwise.
-	Claim(ctx context.Context, key, token string, ttl time.Duration) (holder string, err error)
+	// Claim atomically takes key for ttl on behalf of token, unless another
+	// token holds it. It reports whether token holds key afterwards: it took
+	// it now, or held it already.
+	Claim(ctx context.Context, key, token string, ttl time.Duration) (held bool, err error)
 
 	// Keep extends key's ttl if token still holds it.
 	Keep(ctx context.Context, key, token string, ttl time.Duration) error

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"hash/maphash"
 	"strconv"
@@ -33,8 +34,8 @@ var memoryStores = caddy.NewUsagePool()
 // max_entries and survives config reloads; it is not shared with other Caddy
 // instances (use the Redis store for that).
 type MemoryStore struct {
-	// The most keys remembered at once; when full, the oldest is forgotten
-	// first. Default: 100000.
+	// The most keys remembered at once. When full, the older half is
+	// forgotten: the newest half are always remembered. Default: 100000.
 	MaxEntries int `json:"max_entries,omitempty"`
 
 	table   *memoryTable
@@ -75,7 +76,7 @@ func (s *MemoryStore) Cleanup() error {
 }
 
 // Claim implements Store.
-func (s *MemoryStore) Claim(_ context.Context, key, token string, ttl time.Duration) (string, error) {
+func (s *MemoryStore) Claim(_ context.Context, key, token string, ttl time.Duration) (bool, error) {
 	return s.table.claim(key, token, ttl), nil
 }
 
@@ -92,41 +93,54 @@ func (s *MemoryStore) Release(_ context.Context, key, token string) error {
 }
 
 // memoryTable is a bounded map of keys with expiry, in shards.
+//
+// Each shard remembers keys in two generations: new keys go into the
+// current one, and when it is full (half the shard's share of max_entries)
+// the previous generation is forgotten at once and the current one takes its
+// place. So the newest half of max_entries keys are always remembered, at
+// most max_entries are, and nothing is ever deleted one by one: an absent
+// key, the common case, costs two probes of maps that only grow.
+//
+// The table holds no pointers, so the garbage collector never walks it,
+// however many keys it remembers: a key is remembered by a 64-bit hash with
+// the table's random seed, its holder by a digest of the token. Two keys
+// whose hashes collide (about one in 10^14 for a full table of 100000) look
+// like one key held by another token: the newer message is taken for a
+// duplicate and answered empty, never passed on twice. The holder's digest
+// is SHA-256, as good as comparing the tokens themselves: a token can be a
+// message's identity, which the replay guard compares and a sender chooses.
 type memoryTable struct {
 	seed   maphash.Seed
 	shards [memoryShards]memoryShard
 }
 
 type memoryShard struct {
-	mu      sync.Mutex
-	entries map[string]memoryEntry
-	order   []orderedKey // insertion order, oldest first; may hold stale keys
-	head    int          // index of the oldest live element of order
-	cap     int
-	now     func() time.Time
-	nextSeq uint64
+	mu       sync.Mutex
+	current  map[uint64]memoryEntry // by the key's hash
+	previous map[uint64]memoryEntry
+	half     int // how many keys a generation holds
+	now      func() time.Time
 }
 
 type memoryEntry struct {
-	token   string
+	holder  holderDigest
 	expires int64 // unix nanoseconds
-	seq     uint64
 }
 
-// orderedKey remembers when key was inserted; seq tells a stale record (the
-// key was released and claimed again since) from the current one.
-type orderedKey struct {
-	key string
-	seq uint64
+// holderDigest identifies a token: the first half of its SHA-256.
+type holderDigest [16]byte
+
+func digestToken(token string) holderDigest {
+	var buf [128]byte // tokens are short: hashed from the stack, not from a copy on the heap
+	sum := sha256.Sum256(append(buf[:0], token...))
+	return holderDigest(sum[:16])
 }
 
 func newMemoryTable(maxEntries int, now func() time.Time) *memoryTable {
 	t := &memoryTable{seed: maphash.MakeSeed()}
-	perShard := max(1, (maxEntries+memoryShards-1)/memoryShards)
+	half := max(1, maxEntries/memoryShards/2)
 	for i := range t.shards {
-		t.shards[i].entries = make(map[string]memoryEntry)
-		t.shards[i].cap = perShard
-		t.shards[i].now = now
+		t.shards[i] = memoryShard{half: half, now: now, current: make(map[uint64]memoryEntry, half)}
 	}
 	return t
 }
@@ -134,86 +148,67 @@ func newMemoryTable(maxEntries int, now func() time.Time) *memoryTable {
 // Destruct implements caddy.Destructor; the table holds no outside resources.
 func (*memoryTable) Destruct() error { return nil }
 
-func (t *memoryTable) shard(key string) *memoryShard {
-	return &t.shards[maphash.String(t.seed, key)%memoryShards]
+// locate returns the shard of key and key's hash.
+func (t *memoryTable) locate(key string) (*memoryShard, uint64) {
+	h := maphash.String(t.seed, key)
+	return &t.shards[h%memoryShards], h
 }
 
-func (t *memoryTable) claim(key, token string, ttl time.Duration) string {
-	s := t.shard(key)
+func (t *memoryTable) claim(key, token string, ttl time.Duration) bool {
+	s, h := t.locate(key)
+	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().UnixNano()
-	if e, ok := s.entries[key]; ok && e.expires > now {
-		return e.token
+	if gen := s.find(h, now); gen != nil {
+		return gen[h].holder == holder
 	}
-	s.evict(now)
-	s.nextSeq++
-	s.entries[key] = memoryEntry{token: token, expires: now + int64(ttl), seq: s.nextSeq}
-	s.order = append(s.order, orderedKey{key: key, seq: s.nextSeq})
-	return token
+	if len(s.current) >= s.half {
+		s.previous, s.current = s.current, make(map[uint64]memoryEntry, s.half)
+	}
+	s.current[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
+	return true
 }
 
 func (t *memoryTable) keep(key, token string, ttl time.Duration) {
-	s := t.shard(key)
+	s, h := t.locate(key)
+	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[key]; ok && e.token == token {
-		e.expires = s.now().UnixNano() + int64(ttl)
-		s.entries[key] = e
+	now := s.now().UnixNano()
+	if gen := s.find(h, now); gen != nil && gen[h].holder == holder {
+		gen[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
 	}
 }
 
 func (t *memoryTable) release(key, token string) {
-	s := t.shard(key)
+	s, h := t.locate(key)
+	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[key]; ok && e.token == token {
-		delete(s.entries, key)
+	if gen := s.find(h, s.now().UnixNano()); gen != nil && gen[h].holder == holder {
+		delete(gen, h)
 	}
 }
 
-// evict makes room for one more entry: it drops expired entries from the
-// old end, then the oldest live ones while the shard is full, and keeps the
-// order slice from growing with records of released keys.
-func (s *memoryShard) evict(now int64) {
-	for s.head < len(s.order) {
-		ok := s.order[s.head]
-		e, live := s.entries[ok.key]
-		current := live && e.seq == ok.seq
-		if current && e.expires > now && len(s.entries) < s.cap {
-			break
+// find returns the generation that holds the key with hash h unexpired at
+// now, or nil.
+func (s *memoryShard) find(h uint64, now int64) map[uint64]memoryEntry {
+	for _, gen := range [2]map[uint64]memoryEntry{s.current, s.previous} {
+		if e, ok := gen[h]; ok && e.expires > now {
+			return gen
 		}
-		if current {
-			delete(s.entries, ok.key)
-		}
-		s.order[s.head] = orderedKey{}
-		s.head++
 	}
-	if s.head > len(s.order)/2 || len(s.order)-s.head > 2*s.cap {
-		s.compact()
-	}
+	return nil
 }
 
-// compact drops consumed and stale records from order.
-func (s *memoryShard) compact() {
-	kept := s.order[:0]
-	for _, ok := range s.order[s.head:] {
-		if e, live := s.entries[ok.key]; live && e.seq == ok.seq {
-			kept = append(kept, ok)
-		}
-	}
-	clear(s.order[len(kept):])
-	s.order = kept
-	s.head = 0
-}
-
-// len counts live and not yet evicted entries, for tests and metrics.
+// len counts live and not yet forgotten entries, for tests.
 func (t *memoryTable) len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		n += len(s.entries)
+		n += len(s.current) + len(s.previous)
 		s.mu.Unlock()
 	}
 	return n

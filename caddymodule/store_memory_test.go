@@ -25,55 +25,74 @@ func TestMemoryClaimKeepRelease(t *testing.T) {
 	c := &clock{now: fixedNow}
 	tab := newMemoryTable(100, c.Now)
 
-	if got := tab.claim("k", "a", time.Minute); got != "a" {
-		t.Fatalf("first claim held by %q", got)
+	if !tab.claim("k", "a", time.Minute) {
+		t.Fatal("the first claim failed")
 	}
-	if got := tab.claim("k", "b", time.Minute); got != "a" {
-		t.Fatalf("second claim took the key from its holder: %q", got)
+	if !tab.claim("k", "a", time.Minute) {
+		t.Fatal("the holder's own claim again failed")
+	}
+	if tab.claim("k", "b", time.Minute) {
+		t.Fatal("a second token took the key from its holder")
 	}
 	tab.release("k", "b") // not the holder: no effect
-	if got := tab.claim("k", "b", time.Minute); got != "a" {
+	if tab.claim("k", "b", time.Minute) {
 		t.Fatal("a release by another token freed the key")
 	}
+	tab.keep("k", "b", time.Hour) // not the holder: no effect
 	tab.keep("k", "a", time.Hour)
 	c.Advance(30 * time.Minute)
-	if got := tab.claim("k", "b", time.Minute); got != "a" {
+	if tab.claim("k", "b", time.Minute) {
 		t.Fatal("keep did not extend the TTL")
 	}
 	c.Advance(31 * time.Minute)
-	if got := tab.claim("k", "b", time.Minute); got != "b" {
-		t.Fatalf("an expired key is still held by %q", got)
+	if !tab.claim("k", "b", time.Minute) {
+		t.Fatal("an expired key is still held")
+	}
+	if tab.claim("k", "a", time.Minute) {
+		t.Fatal("the expired holder still holds the key")
 	}
 	tab.release("k", "b")
-	if got := tab.claim("k", "c", time.Minute); got != "c" {
+	if !tab.claim("k", "c", time.Minute) {
 		t.Fatal("release by the holder did not free the key")
+	}
+	if tab.claim("other", "c", time.Minute) != true || tab.claim("other", "a", time.Minute) {
+		t.Fatal("keys are not independent")
 	}
 }
 
 func TestMemoryTableStaysWithinItsCap(t *testing.T) {
-	const maxEntries = 1000
+	const maxEntries, claims = 1000, 50_000
 	tab := newMemoryTable(maxEntries, time.Now)
-	for i := range 50 * maxEntries {
-		key := "msg" + strconv.Itoa(i)
-		tab.claim(key, "t", time.Hour)
-		if i%3 == 0 {
-			tab.release(key, "t")
+	key := func(i int) string { return "msg" + strconv.Itoa(i) }
+	released := func(i int) bool { return i%3 == 0 }
+	for i := range claims {
+		tab.claim(key(i), "t", time.Hour)
+		if released(i) {
+			tab.release(key(i), "t")
 		}
 	}
-	perShard := (maxEntries + memoryShards - 1) / memoryShards
-	if n := tab.len(); n > perShard*memoryShards {
-		t.Fatalf("%d entries kept, cap is %d", n, perShard*memoryShards)
+	if n := tab.len(); n > maxEntries {
+		t.Fatalf("%d entries kept, cap is %d", n, maxEntries)
 	}
-	for i := range tab.shards {
-		if s := &tab.shards[i]; len(s.order)-s.head > 2*s.cap+1 {
-			t.Fatalf("shard %d keeps %d order records for a cap of %d", i, len(s.order)-s.head, s.cap)
+	// Newest first: each shard remembers the newest keys of its share, a
+	// generation's worth at least, and no released key.
+	now := time.Now().UnixNano()
+	newer := make(map[*memoryShard]int)
+	for i := claims - 1; i >= 0; i-- {
+		s, h := tab.locate(key(i))
+		switch {
+		case released(i):
+			if s.find(h, now) != nil {
+				t.Fatalf("released key %d is remembered", i)
+			}
+		case newer[s] < s.half:
+			newer[s]++
+			if s.find(h, now) == nil {
+				t.Fatalf("key %d, among the newest %d of its shard, was forgotten", i, s.half)
+			}
 		}
 	}
-	// The newest message is remembered, the oldest was evicted first.
-	if got := tab.claim("msg"+strconv.Itoa(50*maxEntries-1), "other", time.Hour); got != "t" {
-		t.Error("the newest entry was evicted")
-	}
-	if got := tab.claim("msg1", "other", time.Hour); got != "other" {
+	if !tab.claim(key(1), "other", time.Hour) {
 		t.Error("the oldest entry was kept past the cap")
 	}
 }
@@ -127,7 +146,7 @@ func BenchmarkMemoryDuplicate(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if tab.claim(keys[i%len(keys)], "again", time.Hour) != "first" {
+		if tab.claim(keys[i%len(keys)], "again", time.Hour) {
 			b.Fatal("a duplicate was claimed")
 		}
 	}
@@ -142,7 +161,7 @@ func BenchmarkMemoryDuplicateParallel(b *testing.B) {
 		i := int(start.Add(7919)) // each worker walks the keys from its own place
 		for pb.Next() {
 			i++
-			if tab.claim(keys[i%len(keys)], "again", time.Hour) != "first" {
+			if tab.claim(keys[i%len(keys)], "again", time.Hour) {
 				b.Error("a duplicate was claimed")
 				return
 			}

@@ -220,17 +220,17 @@ func (s *RedisStore) FailOpen() bool { return s.OnError == redisOnErrorOpen }
 // Claim implements Store with `SET key token NX PX ttl GET`: it sets key
 // only if absent and answers the value that was there, atomically and in
 // one round trip.
-func (s *RedisStore) Claim(ctx context.Context, key, token string, ttl time.Duration) (string, error) {
+func (s *RedisStore) Claim(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	holder, err := s.client.Do(ctx, "SET", s.KeyPrefix+key, token, "NX", "PX", redisMillis(ttl), "GET").Text()
 	switch {
 	case errors.Is(err, redis.Nil): // nothing was there: the claim is ours
-		return token, nil
+		return true, nil
 	case err != nil:
-		return "", fmt.Errorf("redis store: claim: %w", err)
+		return false, fmt.Errorf("redis store: claim: %w", err)
 	}
-	return holder, nil
+	return holder == token, nil
 }
 
 // keepScript extends a claim's ttl, only if the claimer still holds it.

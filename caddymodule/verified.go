@@ -17,7 +17,9 @@ import (
 type Verified struct {
 	Bot     string
 	Message *dingtalk.Message
-	Body    []byte
+	Body    string
+
+	bot *bot // the bot named Bot
 }
 
 // verifiedKey is the one context key under which the handler stores the

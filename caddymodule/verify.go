@@ -42,7 +42,7 @@ func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
 		}
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
 	}
-	msg, err := dingtalk.ParseMessage(body)
+	msg, err := dingtalk.ParseMessageString(body)
 	if err != nil {
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
 	}
@@ -50,7 +50,7 @@ func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
 	if b.robotCode != "" && msg.RobotCode != b.robotCode {
 		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
 	}
-	return &Verified{Bot: b.name, Message: msg, Body: body}, nil
+	return &Verified{Bot: b.name, Message: msg, Body: body, bot: b}, nil
 }
 
 // The canonical forms of the sign's header names, computed once: Header.Get

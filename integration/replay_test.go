@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
@@ -48,6 +52,21 @@ func TestReplayGuardAcrossInstances(t *testing.T) {
 	logs := one.logs()
 	if !strings.Contains(logs, `"reason":"replay"`) || strings.Contains(logs, sign) {
 		t.Fatal("the replay must be logged with its reason, and without the sign")
+	}
+
+	// Redis holds nothing of the sign: the pair's key names the secret instead.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || !slices.ContainsFunc(keys, func(k string) bool { return strings.Contains(k, "sig:") }) {
+		t.Fatalf("Redis holds keys %q (%v), want the replay guard's among them", keys, err)
+	}
+	for _, key := range keys {
+		value, err := rdb.Get(ctx, key).Result()
+		if err != nil || strings.Contains(key, sign) || strings.Contains(value, sign) {
+			t.Fatalf("Redis key %q holds %q (%v): the sign must not be in Redis", key, value, err)
+		}
 	}
 }
 
