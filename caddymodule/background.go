@@ -23,7 +23,7 @@ import (
 func detachRequest(r *http.Request, v *Verified, rec http.ResponseWriter) *http.Request {
 	ctx := context.WithoutCancel(r.Context())
 	bg := r.Clone(ctx)
-	restoreBody(bg, v.Body)
+	restoreBody(bg, v.Body, new(bodyReader))
 
 	server, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	original, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

@@ -54,10 +54,10 @@ func readBody(r *http.Request, limit int64) (string, error) {
 	}
 }
 
-// restoreBody gives the next handler the exact bytes that were read, with a
-// Content-Length that matches them, whatever framing the client used.
-func restoreBody(r *http.Request, body string) {
-	reader := new(bodyReader)
+// restoreBody gives the next handler the exact bytes that were read, through
+// reader, with a Content-Length that matches them, whatever framing the
+// client used.
+func restoreBody(r *http.Request, body string, reader *bodyReader) {
 	reader.Reset(body)
 	r.Body = reader
 	r.ContentLength = int64(len(body))
@@ -73,8 +73,8 @@ func restoreBody(r *http.Request, body string) {
 	}
 }
 
-// bodyReader is a restored body: one allocation where io.NopCloser around
-// a strings.Reader takes two.
+// bodyReader is a restored body: a strings.Reader that closes, which
+// io.NopCloser around a strings.Reader would take two allocations for.
 type bodyReader struct{ strings.Reader }
 
 // Close implements io.Closer; there is nothing to release.

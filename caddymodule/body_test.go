@@ -49,7 +49,7 @@ func TestRestoreBodyKeepsOrFixesContentLength(t *testing.T) {
 		r := httptest.NewRequest("POST", "/", nil)
 		r.Header["Content-Length"] = sent
 		r.TransferEncoding = []string{"chunked"}
-		restoreBody(r, body)
+		restoreBody(r, body, new(bodyReader))
 		again, _ := r.GetBody()
 		first, _ := io.ReadAll(r.Body)
 		second, _ := io.ReadAll(again)

@@ -230,14 +230,15 @@ func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
-	msg, rj := h.verify(r)
+	now := h.now()
+	msg, rj := h.verify(r, now)
 	if rj != nil {
 		return h.reject(w, r, repl, rj)
 	}
 
 	dedupe := h.dedupe
 	if h.replay != nil {
-		rj, err := h.replay.check(r, msg, h.now())
+		rj, err := h.replay.check(r, msg, now)
 		if rj != nil {
 			return h.reject(w, r, repl, rj)
 		}

@@ -20,6 +20,9 @@ type Verified struct {
 	Body    string
 
 	bot *bot // the bot named Bot
+	// What prepareForward hands on, allocated with the message.
+	reader    bodyReader // reads Body to the next handler
+	botHeader [1]string  // the X-Dingtalk-Bot header's values
 }
 
 // verifiedKey is the one context key under which the handler stores the
@@ -45,14 +48,15 @@ const (
 // sign stripped if configured, and the message in the context and the
 // placeholders.
 func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verified) *http.Request {
-	restoreBody(r, v.Body)
+	restoreBody(r, v.Body, &v.reader)
 	for name := range r.Header {
 		// Header keys are canonical, so a prefix test on the canonical form is exact.
 		if strings.HasPrefix(name, headerPrefix) {
 			delete(r.Header, name)
 		}
 	}
-	r.Header.Set(headerBot, v.Bot)
+	v.botHeader[0] = v.Bot
+	r.Header[headerBot] = v.botHeader[:]
 	if h.StripSign {
 		r.Header.Del(dingtalk.HeaderTimestamp)
 		r.Header.Del(dingtalk.HeaderSign)

@@ -3,14 +3,15 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// verify runs the checks in the documented order and returns the verified
-// message, or the rejection saying why not. The body is read only after the
-// sign matched, so forgeries cost nothing but a hash.
-func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
+// verify runs the checks in the documented order, at now, and returns the
+// verified message, or the rejection saying why not. The body is read only
+// after the sign matched, so forgeries cost nothing but a hash.
+func (h *Handler) verify(r *http.Request, now time.Time) (*Verified, *rejection) {
 	if r.Method != http.MethodPost {
 		return nil, newRejection(http.StatusMethodNotAllowed, reasonMethod, "", errors.New("method is not POST"))
 	}
@@ -21,7 +22,7 @@ func (h *Handler) verify(r *http.Request) (*Verified, *rejection) {
 		return nil, newRejection(http.StatusUnauthorized, reasonMissingHeaders, "", errors.New("timestamp or sign header missing, empty or repeated"))
 	}
 
-	switch err := h.window.Check(timestamp, h.now()); {
+	switch err := h.window.Check(timestamp, now); {
 	case errors.Is(err, dingtalk.ErrExpired):
 		return nil, newRejection(http.StatusUnauthorized, reasonExpired, "", err)
 	case errors.Is(err, dingtalk.ErrFuture):

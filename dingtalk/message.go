@@ -79,13 +79,9 @@ func ParseMessage(body []byte) (*Message, error) {
 // ParseMessageString is ParseMessage for a body held in a string: the
 // message's strings are parts of it, not copies.
 func ParseMessageString(body string) (*Message, error) {
-	// A text message's text comes in the same allocation as the message.
-	withText := new(struct {
-		m    Message
-		text TextContent
-	})
-	m := &withText.m
-	decoded, shapeChecked := decodeMessage(body, m, &withText.text)
+	parts := new(messageParts)
+	m := &parts.m
+	decoded, shapeChecked := decodeMessage(body, parts)
 	if !decoded {
 		*m = Message{}
 		if err := json.Unmarshal([]byte(body), m); err != nil {

@@ -24,23 +24,32 @@ import (
 
 // messageDecoder reads one callback body.
 type messageDecoder struct {
-	s    string       // the body; every decoded string is a part of it
-	i    int          // the next byte to read
-	seen uint32       // the keys read so far, one bit each
-	text *TextContent // where the text object goes
+	s     string        // the body; every decoded string is a part of it
+	i     int           // the next byte to read
+	seen  uint32        // the keys read so far, one bit each
+	parts *messageParts // where the text object and the first mentions go
 	// skipped is set when a value was passed over unread (an unknown key's,
 	// or content): its keys and its nesting are unknown.
 	skipped bool
 }
 
-// decodeMessage fills m from body, and text with the text object if there
-// is one, or reports false (m is then partly filled). shapeChecked reports
-// that checkShape has nothing left to refuse: every top-level key was one
-// of Message's, spelled exactly, once, and nothing nests deeper than
-// atUsers' objects. DingTalk's text messages are all like that.
-func decodeMessage(body string, m *Message, text *TextContent) (ok, shapeChecked bool) {
-	d := messageDecoder{s: body, text: text}
-	ok = d.object(func(key string) bool { return d.field(key, m) })
+// messageParts is what ParseMessage allocates at once: the message, its
+// text object, and room for the mentions of a group message (usually just
+// the robot).
+type messageParts struct {
+	m       Message
+	text    TextContent
+	atUsers [2]AtUser
+}
+
+// decodeMessage fills p.m from body, with p's text and mentions, or reports
+// false (p.m is then partly filled). shapeChecked reports that checkShape
+// has nothing left to refuse: every top-level key was one of Message's,
+// spelled exactly, once, and nothing nests deeper than atUsers' objects.
+// DingTalk's text messages are all like that.
+func decodeMessage(body string, p *messageParts) (ok, shapeChecked bool) {
+	d := messageDecoder{s: body, parts: p}
+	ok = d.object(func(key string) bool { return d.field(key, &p.m) })
 	d.space()
 	ok = ok && d.i == len(d.s)
 	return ok, ok && !d.skipped
@@ -133,9 +142,9 @@ func (d *messageDecoder) field(key string, m *Message) bool {
 	return ok
 }
 
-// text reads the text object into d.text.
+// readText reads the text object into the message's parts.
 func (d *messageDecoder) readText() (*TextContent, bool) {
-	t := d.text
+	t := &d.parts.text
 	seen := false
 	ok := d.object(func(key string) bool {
 		if key != "content" {
@@ -154,7 +163,7 @@ func (d *messageDecoder) readText() (*TextContent, bool) {
 
 // atUsers reads an array of {"dingtalkId": ..., "staffId": ...} objects.
 func (d *messageDecoder) atUsers() ([]AtUser, bool) {
-	users := []AtUser{} // encoding/json makes [] an empty, non-nil slice
+	users := d.parts.atUsers[:0] // encoding/json makes [] an empty, non-nil slice
 	if !d.next('[') {
 		return nil, false
 	}
