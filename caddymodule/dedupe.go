@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -45,9 +45,10 @@ func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Lo
 
 // claim is one request's hold on a msgId.
 type claim struct {
-	d          *deduper
-	key, token string
-	msgID      string
+	d     *deduper
+	key   string
+	token Token
+	msgID string
 }
 
 // claim takes v's msgId for ttl. It returns nil and no error when another
@@ -64,9 +65,7 @@ func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*c
 // stack), reporting whether the msgId was taken.
 func (d *deduper) take(ctx context.Context, v *Verified, ttl time.Duration, c *claim) (bool, error) {
 	var buf [128]byte
-	key := appendDedupeKey(buf[:0], v.Message)
-	*c = claim{d: d, msgID: v.Message.MsgID}
-	c.key, c.token = splitString(appendClaimToken(key), len(key))
+	*c = claim{d: d, key: string(appendDedupeKey(buf[:0], v.Message)), token: newClaimToken(), msgID: v.Message.MsgID}
 	held, err := d.store.Claim(ctx, c.key, c.token, ttl)
 	if err != nil {
 		return false, err
@@ -133,27 +132,22 @@ func appendDedupeKey(b []byte, m *dingtalk.Message) []byte {
 	return append(append(append(append(b, "msg:"...), m.RobotCode...), ':'), m.MsgID...)
 }
 
-// splitString makes two strings of b, split at n, in one allocation. A
-// store keeps a key and its holder's token together, so they can share it.
-func splitString(b []byte, n int) (string, string) {
-	s := string(b)
-	return s[:n], s[n:]
-}
-
-// Claim tokens are unique across processes (a random prefix) and within one
-// (a counter), so that only the claimer can release a claim.
+// Claim tokens are unique across processes (a random half) and within one
+// (a counter), so that only the claimer can keep or release a claim.
 var (
-	claimTokenPrefix = func() string {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		return hex.EncodeToString(b[:]) + "-"
+	claimTokenPrefix = func() (prefix [8]byte) {
+		_, _ = rand.Read(prefix[:])
+		return prefix
 	}()
 	claimTokenCounter atomic.Uint64
 )
 
-// appendClaimToken appends a new claim token to b.
-func appendClaimToken(b []byte) []byte {
-	return strconv.AppendUint(append(b, claimTokenPrefix...), claimTokenCounter.Add(1), 36)
+// newClaimToken returns a token no other claim has.
+func newClaimToken() Token {
+	var t Token
+	copy(t[:8], claimTokenPrefix[:])
+	binary.BigEndian.PutUint64(t[8:], claimTokenCounter.Add(1))
+	return t
 }
 
 // statusWriter remembers the status the rest of the route answered with.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"time"
@@ -36,9 +37,8 @@ func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejec
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
 	var buf [128]byte
-	pair := appendReplayKey(buf[:0], timestamp, v.bot)
-	key, message := splitString(appendDedupeKey(pair, v.Message), len(pair))
-	held, err := g.store.Claim(r.Context(), key, message, g.ttl)
+	key := string(appendReplayKey(buf[:0], timestamp, v.bot))
+	held, err := g.store.Claim(r.Context(), key, messageToken(v.Message), g.ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -57,4 +57,12 @@ func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejec
 // the store to b: the timestamp and the replay ID of the secret that signed it.
 func appendReplayKey(b []byte, timestamp string, signer *bot) []byte {
 	return append(append(append(append(b, "sig:"...), timestamp...), ':'), signer.replayID...)
+}
+
+// messageToken is the replay guard's token for m: a digest of the message's
+// identity as de-duplication knows it.
+func messageToken(m *dingtalk.Message) Token {
+	var buf [128]byte // hashed from the stack, not from a copy on the heap
+	sum := sha256.Sum256(appendDedupeKey(buf[:0], m))
+	return Token(sum[:16])
 }

@@ -56,9 +56,9 @@ func (rp *reporter) log(msg string, v *Verified) {
 // sync mode, timing it.
 func (rp *reporter) passOn(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
 	rp.accepted(v)
-	start := time.Now()
+	start := monotonicNanos()
 	// Deferred, so that a route that panics is timed too: reverse_proxy
 	// does when the upstream breaks off its answer.
-	defer func() { rp.bots[v.Bot].backend.Observe(time.Since(start).Seconds()) }()
+	defer func() { rp.bots[v.Bot].backend.Observe(time.Duration(monotonicNanos() - start).Seconds()) }()
 	return next.ServeHTTP(w, r)
 }

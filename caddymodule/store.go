@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/hex"
 	"time"
 )
 
@@ -16,14 +17,24 @@ type Store interface {
 	// Claim atomically takes key for ttl on behalf of token, unless another
 	// token holds it. It reports whether token holds key afterwards: it took
 	// it now, or held it already.
-	Claim(ctx context.Context, key, token string, ttl time.Duration) (held bool, err error)
+	Claim(ctx context.Context, key string, token Token, ttl time.Duration) (held bool, err error)
 
 	// Keep extends key's ttl if token still holds it.
-	Keep(ctx context.Context, key, token string, ttl time.Duration) error
+	Keep(ctx context.Context, key string, token Token, ttl time.Duration) error
 
 	// Release forgets key if token still holds it, so that the next claim succeeds.
-	Release(ctx context.Context, key, token string) error
+	Release(ctx context.Context, key string, token Token) error
 }
+
+// Token names the holder of a claim; a Store compares tokens as they are.
+// The deduper makes a new one for every callback it claims (unique across
+// processes); the replay guard's is the first half of a SHA-256 digest of
+// the message's identity, so that the message's redelivery holds its pair
+// again, while another message (whose msgId a forger chooses) cannot.
+type Token [16]byte
+
+// String gives the token in hex, as the Redis store keeps it.
+func (t Token) String() string { return hex.EncodeToString(t[:]) }
 
 // FailOpener is implemented by a Store that can be configured to let
 // callbacks through, without de-duplication or replay protection, when it

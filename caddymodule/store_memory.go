@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"hash/maphash"
 	"strconv"
@@ -76,18 +75,18 @@ func (s *MemoryStore) Cleanup() error {
 }
 
 // Claim implements Store.
-func (s *MemoryStore) Claim(_ context.Context, key, token string, ttl time.Duration) (bool, error) {
+func (s *MemoryStore) Claim(_ context.Context, key string, token Token, ttl time.Duration) (bool, error) {
 	return s.table.claim(key, token, ttl), nil
 }
 
 // Keep implements Store.
-func (s *MemoryStore) Keep(_ context.Context, key, token string, ttl time.Duration) error {
+func (s *MemoryStore) Keep(_ context.Context, key string, token Token, ttl time.Duration) error {
 	s.table.keep(key, token, ttl)
 	return nil
 }
 
 // Release implements Store.
-func (s *MemoryStore) Release(_ context.Context, key, token string) error {
+func (s *MemoryStore) Release(_ context.Context, key string, token Token) error {
 	s.table.release(key, token)
 	return nil
 }
@@ -102,12 +101,10 @@ func (s *MemoryStore) Release(_ context.Context, key, token string) error {
 //
 // The table holds no pointers, so the garbage collector never walks it,
 // however many keys it remembers: a key is remembered by a 64-bit hash with
-// the table's random seed, its holder by a digest of the token. Two keys
-// whose hashes collide (about one in 10^14 for a full table of 100000) look
-// like one key held by another token: the newer message is taken for a
-// duplicate and answered empty, never passed on twice. The holder's digest
-// is SHA-256, as good as comparing the tokens themselves: a token can be a
-// message's identity, which the replay guard compares and a sender chooses.
+// the table's random seed, next to its holder's token. Two keys whose hashes
+// collide (about one in 10^14 for a full table of 100000) look like one key
+// held by another token: the newer message is taken for a duplicate and
+// answered empty, never passed on twice.
 type memoryTable struct {
 	seed   maphash.Seed
 	shards [memoryShards]memoryShard
@@ -121,24 +118,9 @@ type memoryShard struct {
 }
 
 type memoryEntry struct {
-	holder  holderDigest
+	holder  Token
 	expires int64 // on the table's clock
 }
-
-// holderDigest identifies a token: the first half of its SHA-256.
-type holderDigest [16]byte
-
-func digestToken(token string) holderDigest {
-	var buf [128]byte // tokens are short: hashed from the stack, not from a copy on the heap
-	sum := sha256.Sum256(append(buf[:0], token...))
-	return holderDigest(sum[:16])
-}
-
-// monotonicNanos is the table's clock: nanoseconds on the monotonic clock,
-// half the price of time.Now, which reads the wall clock too.
-func monotonicNanos() int64 { return int64(time.Since(clockStart)) }
-
-var clockStart = time.Now()
 
 func newMemoryTable(maxEntries int, now func() int64) *memoryTable {
 	t := &memoryTable{seed: maphash.MakeSeed()}
@@ -158,9 +140,8 @@ func (t *memoryTable) locate(key string) (*memoryShard, uint64) {
 	return &t.shards[h%memoryShards], h
 }
 
-func (t *memoryTable) claim(key, token string, ttl time.Duration) bool {
+func (t *memoryTable) claim(key string, holder Token, ttl time.Duration) bool {
 	s, h := t.locate(key)
-	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -174,9 +155,8 @@ func (t *memoryTable) claim(key, token string, ttl time.Duration) bool {
 	return true
 }
 
-func (t *memoryTable) keep(key, token string, ttl time.Duration) {
+func (t *memoryTable) keep(key string, holder Token, ttl time.Duration) {
 	s, h := t.locate(key)
-	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -185,9 +165,8 @@ func (t *memoryTable) keep(key, token string, ttl time.Duration) {
 	}
 }
 
-func (t *memoryTable) release(key, token string) {
+func (t *memoryTable) release(key string, holder Token) {
 	s, h := t.locate(key)
-	holder := digestToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if gen := s.find(h, s.now()); gen != nil && gen.entries[h].holder == holder {

@@ -16,6 +16,14 @@ type clock struct {
 
 func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 func (c *clock) Nanos() int64   { return c.Now().UnixNano() }
+
+// tok makes a token of a short name, for tests.
+func tok(name string) Token {
+	var t Token
+	copy(t[:], name)
+	return t
+}
+
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
@@ -26,37 +34,37 @@ func TestMemoryClaimKeepRelease(t *testing.T) {
 	c := &clock{now: fixedNow}
 	tab := newMemoryTable(100, c.Nanos)
 
-	if !tab.claim("k", "a", time.Minute) {
+	if !tab.claim("k", tok("a"), time.Minute) {
 		t.Fatal("the first claim failed")
 	}
-	if !tab.claim("k", "a", time.Minute) {
+	if !tab.claim("k", tok("a"), time.Minute) {
 		t.Fatal("the holder's own claim again failed")
 	}
-	if tab.claim("k", "b", time.Minute) {
+	if tab.claim("k", tok("b"), time.Minute) {
 		t.Fatal("a second token took the key from its holder")
 	}
-	tab.release("k", "b") // not the holder: no effect
-	if tab.claim("k", "b", time.Minute) {
+	tab.release("k", tok("b")) // not the holder: no effect
+	if tab.claim("k", tok("b"), time.Minute) {
 		t.Fatal("a release by another token freed the key")
 	}
-	tab.keep("k", "b", time.Hour) // not the holder: no effect
-	tab.keep("k", "a", time.Hour)
+	tab.keep("k", tok("b"), time.Hour) // not the holder: no effect
+	tab.keep("k", tok("a"), time.Hour)
 	c.Advance(30 * time.Minute)
-	if tab.claim("k", "b", time.Minute) {
+	if tab.claim("k", tok("b"), time.Minute) {
 		t.Fatal("keep did not extend the TTL")
 	}
 	c.Advance(31 * time.Minute)
-	if !tab.claim("k", "b", time.Minute) {
+	if !tab.claim("k", tok("b"), time.Minute) {
 		t.Fatal("an expired key is still held")
 	}
-	if tab.claim("k", "a", time.Minute) {
+	if tab.claim("k", tok("a"), time.Minute) {
 		t.Fatal("the expired holder still holds the key")
 	}
-	tab.release("k", "b")
-	if !tab.claim("k", "c", time.Minute) {
+	tab.release("k", tok("b"))
+	if !tab.claim("k", tok("c"), time.Minute) {
 		t.Fatal("release by the holder did not free the key")
 	}
-	if tab.claim("other", "c", time.Minute) != true || tab.claim("other", "a", time.Minute) {
+	if tab.claim("other", tok("c"), time.Minute) != true || tab.claim("other", tok("a"), time.Minute) {
 		t.Fatal("keys are not independent")
 	}
 }
@@ -67,9 +75,9 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 	key := func(i int) string { return "msg" + strconv.Itoa(i) }
 	released := func(i int) bool { return i%3 == 0 }
 	for i := range claims {
-		tab.claim(key(i), "t", time.Hour)
+		tab.claim(key(i), tok("t"), time.Hour)
 		if released(i) {
-			tab.release(key(i), "t")
+			tab.release(key(i), tok("t"))
 		}
 	}
 	if n := tab.len(); n > maxEntries {
@@ -93,7 +101,7 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 			}
 		}
 	}
-	if !tab.claim(key(1), "other", time.Hour) {
+	if !tab.claim(key(1), tok("other"), time.Hour) {
 		t.Error("the oldest entry was kept past the cap")
 	}
 }
@@ -105,7 +113,7 @@ func BenchmarkMemoryClaim(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		tab.claim("msg"+strconv.Itoa(i), "t", time.Hour)
+		tab.claim("msg"+strconv.Itoa(i), tok("t"), time.Hour)
 	}
 }
 
@@ -123,7 +131,7 @@ func BenchmarkMemoryClaimParallel(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			i++
-			tab.claim(prefix+strconv.Itoa(i), "t", time.Hour)
+			tab.claim(prefix+strconv.Itoa(i), tok("t"), time.Hour)
 		}
 	})
 }
@@ -135,7 +143,7 @@ func memoryDuplicates(n int) (*memoryTable, []string) {
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = "msg" + strconv.Itoa(i)
-		tab.claim(keys[i], "first", time.Hour)
+		tab.claim(keys[i], tok("first"), time.Hour)
 	}
 	return tab, keys
 }
@@ -147,7 +155,7 @@ func BenchmarkMemoryDuplicate(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if tab.claim(keys[i%len(keys)], "again", time.Hour) {
+		if tab.claim(keys[i%len(keys)], tok("again"), time.Hour) {
 			b.Fatal("a duplicate was claimed")
 		}
 	}
@@ -162,7 +170,7 @@ func BenchmarkMemoryDuplicateParallel(b *testing.B) {
 		i := int(start.Add(7919)) // each worker walks the keys from its own place
 		for pb.Next() {
 			i++
-			if tab.claim(keys[i%len(keys)], "again", time.Hour) {
+			if tab.claim(keys[i%len(keys)], tok("again"), time.Hour) {
 				b.Error("a duplicate was claimed")
 				return
 			}

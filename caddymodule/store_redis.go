@@ -220,17 +220,18 @@ func (s *RedisStore) FailOpen() bool { return s.OnError == redisOnErrorOpen }
 // Claim implements Store with `SET key token NX PX ttl GET`: it sets key
 // only if absent and answers the value that was there, atomically and in
 // one round trip.
-func (s *RedisStore) Claim(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+func (s *RedisStore) Claim(ctx context.Context, key string, token Token, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	holder, err := s.client.Do(ctx, "SET", s.KeyPrefix+key, token, "NX", "PX", redisMillis(ttl), "GET").Text()
+	value := token.String()
+	holder, err := s.client.Do(ctx, "SET", s.KeyPrefix+key, value, "NX", "PX", redisMillis(ttl), "GET").Text()
 	switch {
 	case errors.Is(err, redis.Nil): // nothing was there: the claim is ours
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("redis store: claim: %w", err)
 	}
-	return holder == token, nil
+	return holder == value, nil
 }
 
 // keepScript extends a claim's ttl, only if the claimer still holds it.
@@ -248,20 +249,20 @@ end
 return 0`)
 
 // Keep implements Store.
-func (s *RedisStore) Keep(ctx context.Context, key, token string, ttl time.Duration) error {
+func (s *RedisStore) Keep(ctx context.Context, key string, token Token, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := keepScript.Run(ctx, s.client, []string{s.KeyPrefix + key}, token, redisMillis(ttl)).Err(); err != nil {
+	if err := keepScript.Run(ctx, s.client, []string{s.KeyPrefix + key}, token.String(), redisMillis(ttl)).Err(); err != nil {
 		return fmt.Errorf("redis store: keep: %w", err)
 	}
 	return nil
 }
 
 // Release implements Store.
-func (s *RedisStore) Release(ctx context.Context, key, token string) error {
+func (s *RedisStore) Release(ctx context.Context, key string, token Token) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := releaseScript.Run(ctx, s.client, []string{s.KeyPrefix + key}, token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.client, []string{s.KeyPrefix + key}, token.String()).Err(); err != nil {
 		return fmt.Errorf("redis store: release: %w", err)
 	}
 	return nil

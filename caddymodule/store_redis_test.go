@@ -51,7 +51,7 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 
 	mustClaim := func(key, token string, ttl time.Duration, want bool) {
 		t.Helper()
-		held, err := s.Claim(ctx, key, token, ttl)
+		held, err := s.Claim(ctx, key, tok(token), ttl)
 		if err != nil || held != want {
 			t.Fatalf("Claim(%s, %s) = %v, %v; want %v", key, token, held, err, want)
 		}
@@ -68,40 +68,40 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 	mustClaim("k", "a", time.Minute, true)
 	mustClaim("k", "a", time.Minute, true) // the holder again
 	mustClaim("k", "b", time.Minute, false)
-	if v, err := raw.Get(ctx, "test:k").Result(); err != nil || v != "a" {
-		t.Fatalf("Redis holds %q, %v under the prefixed key, want a", v, err)
+	if v, err := raw.Get(ctx, "test:k").Result(); err != nil || v != tok("a").String() {
+		t.Fatalf("Redis holds %q, %v under the prefixed key, want the token %s", v, err, tok("a"))
 	}
 	if d := pttl("k"); d <= 0 || d > time.Minute {
 		t.Fatalf("the claim's PTTL is %v, want at most the ttl of 1m", d)
 	}
 
 	// Only the claimer can extend or release its claim.
-	if err := s.Keep(ctx, "k", "b", time.Hour); err != nil {
+	if err := s.Keep(ctx, "k", tok("b"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if d := pttl("k"); d > time.Minute {
 		t.Fatalf("Keep by another token extended the claim to %v", d)
 	}
-	if err := s.Keep(ctx, "k", "a", time.Hour); err != nil {
+	if err := s.Keep(ctx, "k", tok("a"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if d := pttl("k"); d <= time.Minute {
 		t.Fatalf("Keep by the claimer left the PTTL at %v, want about 1h", d)
 	}
-	if err := s.Release(ctx, "k", "b"); err != nil {
+	if err := s.Release(ctx, "k", tok("b")); err != nil {
 		t.Fatal(err)
 	}
 	mustClaim("k", "c", time.Minute, false)
-	if err := s.Release(ctx, "k", "a"); err != nil {
+	if err := s.Release(ctx, "k", tok("a")); err != nil {
 		t.Fatal(err)
 	}
 	mustClaim("k", "c", time.Minute, true)
 
 	// Keeping or releasing a key that is not there is not an error.
-	if err := s.Keep(ctx, "absent", "a", time.Minute); err != nil {
+	if err := s.Keep(ctx, "absent", tok("a"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Release(ctx, "absent", "a"); err != nil {
+	if err := s.Release(ctx, "absent", tok("a")); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := raw.Exists(ctx, "test:absent").Result(); err != nil || n != 0 {
@@ -112,7 +112,7 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 	mustClaim("short", "a", 50*time.Millisecond, true)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		held, err := s.Claim(ctx, "short", "b", time.Minute)
+		held, err := s.Claim(ctx, "short", tok("b"), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestRedisStoreClaimIsAtomicAcrossClients(t *testing.T) {
 			store = two
 		}
 		wg.Go(func() {
-			held[i], errs[i] = store.Claim(context.Background(), "race", string(appendClaimToken(nil)), time.Minute)
+			held[i], errs[i] = store.Claim(context.Background(), "race", newClaimToken(), time.Minute)
 		})
 	}
 	wg.Wait()
@@ -185,13 +185,13 @@ func TestRedisStoreSharesOneClientAcrossReloads(t *testing.T) {
 	if err := old.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reloaded.Claim(context.Background(), "k", "a", time.Minute); err != nil {
+	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Minute); err != nil {
 		t.Fatalf("the client was closed while a config still used it: %v", err)
 	}
 	if err := reloaded.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reloaded.Claim(context.Background(), "k", "a", time.Minute); !errors.Is(err, redis.ErrClosed) {
+	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Minute); !errors.Is(err, redis.ErrClosed) {
 		t.Fatalf("after the last cleanup the claim got %v, want the closed client's error", err)
 	}
 }
@@ -204,11 +204,11 @@ func TestRedisStorePasswordIsExpandedAndNeverShown(t *testing.T) {
 	ctx := context.Background()
 
 	fromEnv := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: "{env.CADDY_DINGTALK_TEST_REDIS_PASSWORD}", Timeout: testTimeout})
-	if _, err := fromEnv.Claim(ctx, "k", "a", time.Minute); err != nil {
+	if _, err := fromEnv.Claim(ctx, "k", tok("a"), time.Minute); err != nil {
 		t.Fatalf("password from the environment: %v", err)
 	}
 	fromURL := provisionRedis(t, &RedisStore{URL: "{env.CADDY_DINGTALK_TEST_REDIS_URL}", Timeout: testTimeout})
-	if _, err := fromURL.Claim(ctx, "k", "a", time.Minute); err != nil {
+	if _, err := fromURL.Claim(ctx, "k", tok("a"), time.Minute); err != nil {
 		t.Fatalf("password and db from the url: %v", err)
 	}
 	db3 := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, DB: 3})
@@ -219,7 +219,7 @@ func TestRedisStorePasswordIsExpandedAndNeverShown(t *testing.T) {
 
 	const wrong = "not the password"
 	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: wrong, Timeout: testTimeout})
-	_, err := s.Claim(ctx, "k", "a", time.Minute)
+	_, err := s.Claim(ctx, "k", tok("a"), time.Minute)
 	if err == nil {
 		t.Fatal("a wrong password was accepted")
 	}
@@ -252,25 +252,25 @@ func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
 	srv := redistest.Start(t)
 	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
 	ctx := context.Background()
-	if _, err := s.Claim(ctx, "before", "a", time.Minute); err != nil {
+	if _, err := s.Claim(ctx, "before", tok("a"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
 	srv.Stop()
-	if _, err := s.Claim(ctx, "down", "a", time.Minute); err == nil {
+	if _, err := s.Claim(ctx, "down", tok("a"), time.Minute); err == nil {
 		t.Fatal("a claim succeeded while Redis was down")
 	}
-	if err := s.Keep(ctx, "down", "a", time.Minute); err == nil {
+	if err := s.Keep(ctx, "down", tok("a"), time.Minute); err == nil {
 		t.Fatal("keep succeeded while Redis was down")
 	}
-	if err := s.Release(ctx, "down", "a"); err == nil {
+	if err := s.Release(ctx, "down", tok("a")); err == nil {
 		t.Fatal("release succeeded while Redis was down")
 	}
 
 	srv.Restart()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		held, err := s.Claim(ctx, "after", "a", time.Minute)
+		held, err := s.Claim(ctx, "after", tok("a"), time.Minute)
 		if err == nil && held {
 			break
 		}
@@ -281,10 +281,10 @@ func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
 	}
 	// The restarted server is empty (no persistence), and the scripts,
 	// which it no longer knows by their SHA, are sent again.
-	if err := s.Keep(ctx, "after", "a", time.Hour); err != nil {
+	if err := s.Keep(ctx, "after", tok("a"), time.Hour); err != nil {
 		t.Fatalf("keep after the restart: %v", err)
 	}
-	if err := s.Release(ctx, "after", "a"); err != nil {
+	if err := s.Release(ctx, "after", tok("a")); err != nil {
 		t.Fatalf("release after the restart: %v", err)
 	}
 }

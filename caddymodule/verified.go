@@ -21,8 +21,9 @@ type Verified struct {
 
 	bot *bot // the bot named Bot
 	// What prepareForward hands on, allocated with the message.
-	reader    bodyReader // reads Body to the next handler
-	botHeader [1]string  // the X-Dingtalk-Bot header's values
+	reader    bodyReader      // reads Body to the next handler
+	botHeader [1]string       // the X-Dingtalk-Bot header's values
+	ctx       verifiedContext // the request's context, with the message
 }
 
 // verifiedKey is the one context key under which the handler stores the
@@ -35,6 +36,21 @@ type verifiedKey struct{}
 func VerifiedFrom(ctx context.Context) (*Verified, bool) {
 	v, ok := ctx.Value(verifiedKey{}).(*Verified)
 	return v, ok
+}
+
+// verifiedContext is a request's context with its verified message under
+// verifiedKey: what context.WithValue makes, in the message's allocation.
+type verifiedContext struct {
+	context.Context
+	v *Verified
+}
+
+// Value implements context.Context.
+func (c *verifiedContext) Value(key any) any {
+	if key == (verifiedKey{}) {
+		return c.v
+	}
+	return c.Context.Value(key)
 }
 
 // Headers the handler controls on the way to the next handler.
@@ -50,8 +66,9 @@ const (
 func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verified) *http.Request {
 	restoreBody(r, v.Body, &v.reader)
 	for name := range r.Header {
-		// Header keys are canonical, so a prefix test on the canonical form is exact.
-		if strings.HasPrefix(name, headerPrefix) {
+		// Header keys are canonical, so a prefix test on the canonical form
+		// is exact. X-Dingtalk-Bot is replaced below.
+		if strings.HasPrefix(name, headerPrefix) && name != headerBot {
 			delete(r.Header, name)
 		}
 	}
@@ -62,7 +79,8 @@ func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verif
 		r.Header.Del(dingtalk.HeaderSign)
 	}
 	addPlaceholders(repl, v)
-	return r.WithContext(context.WithValue(r.Context(), verifiedKey{}, v))
+	v.ctx = verifiedContext{Context: r.Context(), v: v}
+	return r.WithContext(&v.ctx)
 }
 
 // placeholderPrefix starts every placeholder this module serves.

@@ -216,11 +216,8 @@ func (d *messageDecoder) object(field func(key string) bool) bool {
 		if !ok || !d.next(':') || !field(key) {
 			return false
 		}
-		if d.next('}') {
-			return true
-		}
 		if !d.next(',') {
-			return false
+			return d.next('}')
 		}
 	}
 }
@@ -421,6 +418,10 @@ func (d *messageDecoder) valid(start int) (string, bool) {
 
 // next skips white space and reads c, if it comes next.
 func (d *messageDecoder) next(c byte) bool {
+	if d.i < len(d.s) && d.s[d.i] == c { // no space between: compact JSON, as DingTalk sends it
+		d.i++
+		return true
+	}
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == c {
 		d.i++
