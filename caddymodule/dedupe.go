@@ -98,7 +98,8 @@ func (c *claim) release(ctx context.Context) {
 // serveOnce is the synchronous way through: claim the message and pass it
 // on, or answer empty when it was claimed already. When the rest of the
 // route fails (an error, a 5xx answer, or a panic) the claim is released.
-func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified, next caddyhttp.Handler) error {
+func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, a *accepted, next caddyhttp.Handler) error {
+	v := &a.Verified
 	var c claim
 	held, err := d.take(r.Context(), v, d.ttl, &c)
 	if err != nil {
@@ -110,7 +111,8 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, v *Verified,
 	if !held {
 		return writeJSON(w, http.StatusOK, emptyReply)
 	}
-	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sw := &a.response
+	*sw = statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	answered := false
 	// Deferred, so that a panic releases the claim too: reverse_proxy
 	// panics with http.ErrAbortHandler when the upstream breaks off its

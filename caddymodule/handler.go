@@ -231,14 +231,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 
 	now := h.now()
-	msg, rj := h.verify(r, now)
+	acc, rj := h.verify(r, now)
 	if rj != nil {
 		return h.reject(w, r, repl, rj)
 	}
+	msg := &acc.Verified
 
 	dedupe := h.dedupe
 	if h.replay != nil {
-		rj, err := h.replay.check(r, msg, now)
+		rj, err := h.replay.check(r, acc, now)
 		if rj != nil {
 			return h.reject(w, r, repl, rj)
 		}
@@ -250,7 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	r = h.prepareForward(r, repl, msg)
+	r = h.prepareForward(r, repl, acc)
 
 	if h.relay != nil {
 		return h.relay.serve(w, r, msg, dedupe, next)
@@ -258,7 +259,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if dedupe == nil {
 		return h.report.passOn(w, r, msg, next)
 	}
-	return dedupe.serveOnce(w, r, msg, next)
+	return dedupe.serveOnce(w, r, acc, next)
 }
 
 // storeUnavailable is the one place where the store's on_error policy is

@@ -29,16 +29,16 @@ type replayGuard struct {
 	ttl time.Duration
 }
 
-// check claims the request's (timestamp, sign) pair for v's message. It
+// check claims the request's (timestamp, sign) pair for a's message. It
 // returns the replay rejection, or the store's error, or neither. Only
 // verified requests reach it: the headers are single and the timestamp valid.
-func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejection, error) {
+func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejection, error) {
 	timestamp := r.Header.Get(timestampKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
 	var buf [128]byte
-	key := string(appendReplayKey(buf[:0], timestamp, v.bot))
-	held, err := g.store.Claim(r.Context(), key, messageToken(v.Message), g.ttl)
+	key := string(appendReplayKey(buf[:0], timestamp, a.bot))
+	held, err := g.store.Claim(r.Context(), key, messageToken(a.Message), g.ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (g *replayGuard) check(r *http.Request, v *Verified, now time.Time) (*rejec
 	}
 	signedAt, err := dingtalk.ParseTimestamp(timestamp)
 	if err != nil || now.After(signedAt.Add(g.grace)) {
-		return newRejection(http.StatusUnauthorized, reasonReplay, v.Bot,
+		return newRejection(http.StatusUnauthorized, reasonReplay, a.Bot,
 			errors.New("timestamp and sign were already used by another message")), nil
 	}
 	return nil, nil

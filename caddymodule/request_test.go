@@ -22,7 +22,7 @@ func verifiedRequest(t testing.TB, bot string, body []byte) (*http.Request, *cad
 		t.Fatal(err)
 	}
 	r, repl := unverifiedRequest(body)
-	r = (&Handler{}).prepareForward(r, repl, &Verified{Bot: bot, Message: msg, Body: string(body)})
+	r = (&Handler{}).prepareForward(r, repl, &accepted{Verified: Verified{Bot: bot, Message: msg, Body: string(body)}})
 	return r, repl
 }
 

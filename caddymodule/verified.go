@@ -18,12 +18,18 @@ type Verified struct {
 	Bot     string
 	Message *dingtalk.Message
 	Body    string
+}
 
-	bot *bot // the bot named Bot
-	// What prepareForward hands on, allocated with the message.
+// accepted is what the handler allocates for a callback it accepts, in one
+// piece: the verified message, the bot that signed it, and what hands the
+// message on to the rest of the route.
+type accepted struct {
+	Verified
+	bot       *bot            // the bot named Bot
 	reader    bodyReader      // reads Body to the next handler
 	botHeader [1]string       // the X-Dingtalk-Bot header's values
 	ctx       verifiedContext // the request's context, with the message
+	response  statusWriter    // the answer, as de-duplication watches it
 }
 
 // verifiedKey is the one context key under which the handler stores the
@@ -63,8 +69,9 @@ const (
 // body restored byte for byte, X-Dingtalk-* headers replaced by ours, the
 // sign stripped if configured, and the message in the context and the
 // placeholders.
-func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verified) *http.Request {
-	restoreBody(r, v.Body, &v.reader)
+func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accepted) *http.Request {
+	v := &a.Verified
+	restoreBody(r, v.Body, &a.reader)
 	for name := range r.Header {
 		// Header keys are canonical, so a prefix test on the canonical form
 		// is exact. X-Dingtalk-Bot is replaced below.
@@ -72,15 +79,15 @@ func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, v *Verif
 			delete(r.Header, name)
 		}
 	}
-	v.botHeader[0] = v.Bot
-	r.Header[headerBot] = v.botHeader[:]
+	a.botHeader[0] = v.Bot
+	r.Header[headerBot] = a.botHeader[:]
 	if h.StripSign {
 		r.Header.Del(dingtalk.HeaderTimestamp)
 		r.Header.Del(dingtalk.HeaderSign)
 	}
 	addPlaceholders(repl, v)
-	v.ctx = verifiedContext{Context: r.Context(), v: v}
-	return r.WithContext(&v.ctx)
+	a.ctx = verifiedContext{Context: r.Context(), v: v}
+	return r.WithContext(&a.ctx)
 }
 
 // placeholderPrefix starts every placeholder this module serves.

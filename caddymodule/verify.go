@@ -11,7 +11,7 @@ import (
 // verify runs the checks in the documented order, at now, and returns the
 // verified message, or the rejection saying why not. The body is read only
 // after the sign matched, so forgeries cost nothing but a hash.
-func (h *Handler) verify(r *http.Request, now time.Time) (*Verified, *rejection) {
+func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection) {
 	if r.Method != http.MethodPost {
 		return nil, newRejection(http.StatusMethodNotAllowed, reasonMethod, "", errors.New("method is not POST"))
 	}
@@ -51,7 +51,7 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*Verified, *rejection)
 	if b.robotCode != "" && msg.RobotCode != b.robotCode {
 		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
 	}
-	return &Verified{Bot: b.name, Message: msg, Body: body, bot: b}, nil
+	return &accepted{Verified: Verified{Bot: b.name, Message: msg, Body: body}, bot: b}, nil
 }
 
 // The canonical forms of the sign's header names, computed once: Header.Get
