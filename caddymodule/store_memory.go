@@ -115,6 +115,7 @@ type memoryShard struct {
 	current, previous generation
 	half              int          // how many keys a generation holds
 	now               func() int64 // nanoseconds
+	_                 [64]byte     // keeps a shard's lock off its neighbours' cache lines
 }
 
 type memoryEntry struct {

@@ -103,10 +103,13 @@ func (k *topLevelKeys) add(quoted string) error {
 		return k.addField(i)
 	}
 	if strings.IndexByte(key, '\\') >= 0 || !utf8.ValidString(key) {
-		// Unescaped as encoding/json does: "msg\u0049d" is msgId.
-		if err := json.Unmarshal([]byte(quoted), &key); err != nil {
+		// Unescaped as encoding/json does: "msg\u0049d" is msgId. (Into a
+		// variable of its own: its address escapes, key's need not.)
+		var unescaped string
+		if err := json.Unmarshal([]byte(quoted), &unescaped); err != nil {
 			return err
 		}
+		key = unescaped
 		if i, ok := messageKeys[key]; ok {
 			return k.addField(i)
 		}
