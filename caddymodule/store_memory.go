@@ -33,8 +33,9 @@ var memoryStores = caddy.NewUsagePool()
 // max_entries and survives config reloads; it is not shared with other Caddy
 // instances (use the Redis store for that).
 type MemoryStore struct {
-	// The most keys remembered at once. When full, the older half is
-	// forgotten: the newest half are always remembered. Default: 100000.
+	// The most keys remembered at once. When full, the oldest eighth is
+	// forgotten: the newest seven eighths are always remembered. Default:
+	// 100000.
 	MaxEntries int `json:"max_entries,omitempty"`
 
 	table   *memoryTable
@@ -91,13 +92,17 @@ func (s *MemoryStore) Release(_ context.Context, key string, token Token) error 
 	return nil
 }
 
+// memoryGenerations is how many generations a shard keeps its keys in.
+const memoryGenerations = 8
+
 // memoryTable is a bounded map of keys with expiry, in shards.
 //
-// Each shard remembers keys in two generations: new keys go into the
-// current one, and when it is full (half the shard's share of max_entries)
-// the previous generation is forgotten at once and the current one takes its
-// place. So the newest half of max_entries keys are always remembered, at
-// most max_entries are, and nothing is deleted one by one.
+// Each shard remembers its share of max_entries keys in eight generations of
+// an eighth each: new keys go into the newest, and when it is full the
+// oldest is forgotten at once and becomes the newest. So each shard always
+// remembers its newest seven eighths, never more than its share (rounded
+// up, so that the shards' generations are equal), and nothing is deleted
+// one by one.
 //
 // The table holds no pointers, so the garbage collector never walks it,
 // however many keys it remembers: a key is remembered by a 64-bit hash with
@@ -111,11 +116,12 @@ type memoryTable struct {
 }
 
 type memoryShard struct {
-	mu                sync.Mutex
-	current, previous generation
-	half              int          // how many keys a generation holds
-	now               func() int64 // nanoseconds
-	_                 [64]byte     // keeps a shard's lock off its neighbours' cache lines
+	mu      sync.Mutex
+	gens    [memoryGenerations]generation
+	newest  int          // the index in gens of the generation new keys go into
+	genSize int          // how many keys a generation holds
+	now     func() int64 // nanoseconds
+	_       [64]byte     // keeps a shard's lock off its neighbours' cache lines
 }
 
 type memoryEntry struct {
@@ -125,9 +131,11 @@ type memoryEntry struct {
 
 func newMemoryTable(maxEntries int, now func() int64) *memoryTable {
 	t := &memoryTable{seed: maphash.MakeSeed()}
-	half := max(1, maxEntries/memoryShards/2)
+	perShard := (maxEntries + memoryShards - 1) / memoryShards
+	genSize := max(1, (perShard+memoryGenerations-1)/memoryGenerations)
 	for i := range t.shards {
-		t.shards[i] = memoryShard{half: half, now: now, current: newGeneration(half)}
+		t.shards[i] = memoryShard{genSize: genSize, now: now}
+		t.shards[i].gens[0] = newGeneration(genSize)
 	}
 	return t
 }
@@ -149,10 +157,10 @@ func (t *memoryTable) claim(key string, holder Token, ttl time.Duration) bool {
 	if gen := s.find(h, now); gen != nil {
 		return gen.entries[h].holder == holder
 	}
-	if len(s.current.entries) >= s.half {
+	if len(s.gens[s.newest].entries) >= s.genSize {
 		s.rotate()
 	}
-	s.current.add(h, memoryEntry{holder: holder, expires: now + int64(ttl)})
+	s.gens[s.newest].add(h, memoryEntry{holder: holder, expires: now + int64(ttl)})
 	return true
 }
 
@@ -176,9 +184,10 @@ func (t *memoryTable) release(key string, holder Token) {
 }
 
 // find returns the generation that holds the key with hash h unexpired at
-// now, or nil.
+// now, or nil. It looks from the newest generation to the oldest.
 func (s *memoryShard) find(h uint64, now int64) *generation {
-	for _, gen := range [2]*generation{&s.current, &s.previous} {
+	for age := range memoryGenerations {
+		gen := &s.gens[(s.newest+memoryGenerations-age)%memoryGenerations]
 		if gen.mayHold(h) {
 			if e, ok := gen.entries[h]; ok && e.expires > now {
 				return gen
@@ -188,23 +197,22 @@ func (s *memoryShard) find(h uint64, now int64) *generation {
 	return nil
 }
 
-// rotate forgets the previous generation and makes the current one
-// previous. The forgotten generation's memory becomes the new current one.
+// rotate forgets the oldest generation and makes its memory the newest one.
 func (s *memoryShard) rotate() {
-	forgotten := s.previous
-	if forgotten.entries == nil {
-		forgotten = newGeneration(s.half)
+	s.newest = (s.newest + 1) % memoryGenerations
+	if gen := &s.gens[s.newest]; gen.entries == nil {
+		*gen = newGeneration(s.genSize)
 	} else {
-		clear(forgotten.entries)
-		clear(forgotten.filter)
+		clear(gen.entries)
+		clear(gen.filter)
 	}
-	s.previous, s.current = s.current, forgotten
 }
 
 // generation is a set of keys with their entries, and a Bloom filter of the
 // keys ever added. The filter tells most absent keys, the common case,
-// without touching the map: at 2 KiB per generation for the default
-// max_entries the filters stay in the CPU's cache, where the maps do not.
+// without touching the map: at 512 bytes per generation for the default
+// max_entries (256 KiB in all) the filters stay in the CPU's cache, where
+// the maps do not.
 type generation struct {
 	entries map[uint64]memoryEntry // by the key's hash
 	filter  []uint64               // two bits per key, 16 bits per key of room
@@ -228,7 +236,7 @@ func (g *generation) filterBits(h uint64) (a, b uint64) {
 // mayHold reports false when the generation does not hold the key hash h.
 func (g *generation) mayHold(h uint64) bool {
 	if g.filter == nil {
-		return false // a shard's first previous generation: nothing yet
+		return false // a generation the shard has not used yet
 	}
 	a, b := g.filterBits(h)
 	return g.filter[a/64]&(1<<(a%64)) != 0 && g.filter[b/64]&(1<<(b%64)) != 0
@@ -247,7 +255,9 @@ func (t *memoryTable) len() int {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		n += len(s.current.entries) + len(s.previous.entries)
+		for _, gen := range s.gens {
+			n += len(gen.entries)
+		}
 		s.mu.Unlock()
 	}
 	return n

@@ -80,11 +80,15 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 			tab.release(key(i), tok("t"))
 		}
 	}
-	if n := tab.len(); n > maxEntries {
-		t.Fatalf("%d entries kept, cap is %d", n, maxEntries)
+	capacity := memoryShards * memoryGenerations * tab.shards[0].genSize
+	if capacity < maxEntries || capacity >= maxEntries+memoryShards*memoryGenerations {
+		t.Fatalf("the table holds %d keys for max_entries %d", capacity, maxEntries)
 	}
-	// Newest first: each shard remembers the newest keys of its share, a
-	// generation's worth at least, and no released key.
+	if n := tab.len(); n > capacity {
+		t.Fatalf("%d entries kept, capacity is %d", n, capacity)
+	}
+	// Newest first: each shard remembers the newest seven eighths of its
+	// share, and no released key.
 	now := monotonicNanos()
 	newer := make(map[*memoryShard]int)
 	for i := claims - 1; i >= 0; i-- {
@@ -94,10 +98,10 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 			if s.find(h, now) != nil {
 				t.Fatalf("released key %d is remembered", i)
 			}
-		case newer[s] < s.half:
+		case newer[s] < (memoryGenerations-1)*s.genSize:
 			newer[s]++
 			if s.find(h, now) == nil {
-				t.Fatalf("key %d, among the newest %d of its shard, was forgotten", i, s.half)
+				t.Fatalf("key %d, among the newest %d of its shard, was forgotten", i, newer[s])
 			}
 		}
 	}
