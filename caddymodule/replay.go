@@ -33,7 +33,7 @@ type replayGuard struct {
 // returns the replay rejection, or the store's error, or neither. Only
 // verified requests reach it: the headers are single and the timestamp valid.
 func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejection, error) {
-	timestamp := r.Header.Get(timestampKey)
+	timestamp, _ := singleHeader(r.Header, timestampKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
 	var buf [128]byte

@@ -104,6 +104,10 @@ const memoryGenerations = 8
 // up, so that the shards' generations are equal), and nothing is deleted
 // one by one.
 //
+// Most keys looked up are absent: every new message's. A Bloom filter per
+// generation tells them without touching the maps, and the filters are
+// interleaved so that one cache line holds a key's bits in all eight.
+//
 // The table holds no pointers, so the garbage collector never walks it,
 // however many keys it remembers: a key is remembered by a 64-bit hash with
 // the table's random seed, next to its holder's token. Two keys whose hashes
@@ -117,12 +121,17 @@ type memoryTable struct {
 
 type memoryShard struct {
 	mu      sync.Mutex
-	gens    [memoryGenerations]generation
-	newest  int          // the index in gens of the generation new keys go into
-	genSize int          // how many keys a generation holds
-	now     func() int64 // nanoseconds
-	_       [64]byte     // keeps a shard's lock off its neighbours' cache lines
+	gens    [memoryGenerations]map[uint64]memoryEntry // by the key's hash; nil until first used
+	filter  []filterBlock                             // a power of two of them
+	newest  int                                       // the index in gens of the generation new keys go into
+	genSize int                                       // how many keys a generation holds
+	now     func() int64                              // nanoseconds
+	_       [64]byte                                  // keeps a shard's lock off its neighbours' cache lines
 }
+
+// filterBlock is one cache line of a shard's filters: for the keys that hash
+// to it, 64 bits of each generation's filter, two bits per key.
+type filterBlock [memoryGenerations]uint64
 
 type memoryEntry struct {
 	holder  Token
@@ -133,9 +142,13 @@ func newMemoryTable(maxEntries int, now func() int64) *memoryTable {
 	t := &memoryTable{seed: maphash.MakeSeed()}
 	perShard := (maxEntries + memoryShards - 1) / memoryShards
 	genSize := max(1, (perShard+memoryGenerations-1)/memoryGenerations)
+	blocks := 1
+	for blocks*64 < 16*genSize {
+		blocks *= 2 // 16 bits of filter per key, in a power of two of blocks
+	}
 	for i := range t.shards {
-		t.shards[i] = memoryShard{genSize: genSize, now: now}
-		t.shards[i].gens[0] = newGeneration(genSize)
+		t.shards[i] = memoryShard{genSize: genSize, now: now, filter: make([]filterBlock, blocks)}
+		t.shards[i].gens[0] = make(map[uint64]memoryEntry, genSize)
 	}
 	return t
 }
@@ -155,12 +168,14 @@ func (t *memoryTable) claim(key string, holder Token, ttl time.Duration) bool {
 	defer s.mu.Unlock()
 	now := s.now()
 	if gen := s.find(h, now); gen != nil {
-		return gen.entries[h].holder == holder
+		return gen[h].holder == holder
 	}
-	if len(s.gens[s.newest].entries) >= s.genSize {
+	if len(s.gens[s.newest]) >= s.genSize {
 		s.rotate()
 	}
-	s.gens[s.newest].add(h, memoryEntry{holder: holder, expires: now + int64(ttl)})
+	block, bits := s.filterBits(h)
+	block[s.newest] |= bits
+	s.gens[s.newest][h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
 	return true
 }
 
@@ -169,8 +184,8 @@ func (t *memoryTable) keep(key string, holder Token, ttl time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if gen := s.find(h, now); gen != nil && gen.entries[h].holder == holder {
-		gen.entries[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
+	if gen := s.find(h, now); gen != nil && gen[h].holder == holder {
+		gen[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
 	}
 }
 
@@ -178,75 +193,45 @@ func (t *memoryTable) release(key string, holder Token) {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen := s.find(h, s.now()); gen != nil && gen.entries[h].holder == holder {
-		delete(gen.entries, h)
+	if gen := s.find(h, s.now()); gen != nil && gen[h].holder == holder {
+		delete(gen, h)
 	}
 }
 
 // find returns the generation that holds the key with hash h unexpired at
 // now, or nil. It looks from the newest generation to the oldest.
-func (s *memoryShard) find(h uint64, now int64) *generation {
+func (s *memoryShard) find(h uint64, now int64) map[uint64]memoryEntry {
+	block, bits := s.filterBits(h)
 	for age := range memoryGenerations {
-		gen := &s.gens[(s.newest+memoryGenerations-age)%memoryGenerations]
-		if gen.mayHold(h) {
-			if e, ok := gen.entries[h]; ok && e.expires > now {
-				return gen
-			}
+		g := (s.newest + memoryGenerations - age) % memoryGenerations
+		if block[g]&bits != bits {
+			continue // not in this generation
+		}
+		if e, ok := s.gens[g][h]; ok && e.expires > now {
+			return s.gens[g]
 		}
 	}
 	return nil
 }
 
+// filterBits returns the filter block of the key hash h and its two bits
+// there, from bits of the hash that the shard's index (its lowest) does not use.
+func (s *memoryShard) filterBits(h uint64) (*filterBlock, uint64) {
+	block := &s.filter[(h>>6)&uint64(len(s.filter)-1)]
+	return block, 1<<((h>>35)&63) | 1<<((h>>41)&63)
+}
+
 // rotate forgets the oldest generation and makes its memory the newest one.
 func (s *memoryShard) rotate() {
 	s.newest = (s.newest + 1) % memoryGenerations
-	if gen := &s.gens[s.newest]; gen.entries == nil {
-		*gen = newGeneration(s.genSize)
+	if s.gens[s.newest] == nil {
+		s.gens[s.newest] = make(map[uint64]memoryEntry, s.genSize)
 	} else {
-		clear(gen.entries)
-		clear(gen.filter)
+		clear(s.gens[s.newest])
 	}
-}
-
-// generation is a set of keys with their entries, and a Bloom filter of the
-// keys ever added. The filter tells most absent keys, the common case,
-// without touching the map: at 512 bytes per generation for the default
-// max_entries (256 KiB in all) the filters stay in the CPU's cache, where
-// the maps do not.
-type generation struct {
-	entries map[uint64]memoryEntry // by the key's hash
-	filter  []uint64               // two bits per key, 16 bits per key of room
-}
-
-func newGeneration(size int) generation {
-	words := 1
-	for words*64 < 16*size {
-		words *= 2 // a power of two, so that a bit's index is a mask of the hash
+	for i := range s.filter {
+		s.filter[i][s.newest] = 0
 	}
-	return generation{entries: make(map[uint64]memoryEntry, size), filter: make([]uint64, words)}
-}
-
-// filterBits returns the filter's two bits for the key hash h: from the
-// hash's upper bits, as its lowest ones choose the shard.
-func (g *generation) filterBits(h uint64) (a, b uint64) {
-	mask := uint64(len(g.filter)*64 - 1)
-	return (h >> 6) & mask, (h >> 35) & mask
-}
-
-// mayHold reports false when the generation does not hold the key hash h.
-func (g *generation) mayHold(h uint64) bool {
-	if g.filter == nil {
-		return false // a generation the shard has not used yet
-	}
-	a, b := g.filterBits(h)
-	return g.filter[a/64]&(1<<(a%64)) != 0 && g.filter[b/64]&(1<<(b%64)) != 0
-}
-
-func (g *generation) add(h uint64, e memoryEntry) {
-	a, b := g.filterBits(h)
-	g.filter[a/64] |= 1 << (a % 64)
-	g.filter[b/64] |= 1 << (b % 64)
-	g.entries[h] = e
 }
 
 // len counts live and not yet forgotten entries, for tests.
@@ -256,7 +241,7 @@ func (t *memoryTable) len() int {
 		s := &t.shards[i]
 		s.mu.Lock()
 		for _, gen := range s.gens {
-			n += len(gen.entries)
+			n += len(gen)
 		}
 		s.mu.Unlock()
 	}
