@@ -418,10 +418,6 @@ func (d *messageDecoder) valid(start int) (string, bool) {
 
 // next skips white space and reads c, if it comes next.
 func (d *messageDecoder) next(c byte) bool {
-	if d.i < len(d.s) && d.s[d.i] == c { // no space between: compact JSON, as DingTalk sends it
-		d.i++
-		return true
-	}
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == c {
 		d.i++
