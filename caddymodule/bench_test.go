@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"runtime"
@@ -171,33 +170,32 @@ func BenchmarkMatcher(b *testing.B) {
 }
 
 // reusableRequest is a signed request that a benchmark can send again and
-// again without allocating: its body reader is rewound in place.
+// again without allocating: its body reader is rewound in place, and its
+// variables are cleared of what the handler left in them.
 type reusableRequest struct {
 	*http.Request
 	body *rewindBody
+	vars map[string]any
 }
 
 type rewindBody struct{ bytes.Reader }
 
 func (*rewindBody) Close() error { return nil }
 
-// benchRequest returns a request signed for body, with a replacer in its
-// context as Caddy gives it to the first handler.
+// benchRequest returns a request signed for body, prepared as Caddy gives
+// it to the first handler.
 func benchRequest(b *testing.B, body []byte) (*reusableRequest, *caddy.Replacer) {
-	req := signedAt(b, testSecret, fixedNow, body)
-	repl := caddy.NewReplacer()
-	// Caddy maps its own {http.*} placeholders before any handler runs,
-	// which leaves room in the replacer for ours.
-	repl.Map(func(string) (any, bool) { return nil, false })
-	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
-	return &reusableRequest{Request: req, body: new(rewindBody)}, repl
+	req, repl := caddyRequest(signedAt(b, testSecret, fixedNow, body))
+	vars := req.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	return &reusableRequest{Request: req, body: new(rewindBody), vars: vars}, repl
 }
 
-// reset gives the request body again, as a new request would carry it.
+// reset gives the request body again, and the variables a new request has.
 func (r *reusableRequest) reset(body []byte) {
 	r.body.Reset(body)
 	r.Body = r.body
 	r.ContentLength = int64(len(body))
+	delete(r.vars, verifiedVar)
 }
 
 // setCounter writes n in decimal into digits, right-aligned with zeros.

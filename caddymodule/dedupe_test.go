@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
@@ -29,7 +27,7 @@ func TestAbortedAnswerReleasesTheMessage(t *testing.T) {
 			}
 		}()
 		req := signedAt(t, testSecret, fixedNow, body)
-		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		req, _ = caddyRequest(req)
 		_ = h.ServeHTTP(httptest.NewRecorder(), req, abort)
 	}()
 

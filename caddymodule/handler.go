@@ -251,7 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	r = h.prepareForward(r, repl, acc)
+	h.prepareForward(r, repl, acc)
 
 	if h.relay != nil {
 		return h.relay.serve(w, r, msg, dedupe, next)

@@ -56,9 +56,7 @@ type served struct {
 }
 
 func serve(h *Handler, req *http.Request) served {
-	repl := caddy.NewReplacer()
-	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
-	req = req.WithContext(ctx)
+	req, repl := caddyRequest(req)
 	var out served
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		out.reached = r

@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
@@ -20,7 +18,7 @@ func TestRejectionClosesAnHTTP1Connection(t *testing.T) {
 	for _, major := range []int{1, 2} {
 		req := signedAt(t, "forged", fixedNow, dingtalktest.Callback{Text: "hi"}.Body())
 		req.ProtoMajor = major
-		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		req, _ = caddyRequest(req)
 		w := httptest.NewRecorder()
 		err := h.ServeHTTP(w, req, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
 			t.Fatal("a forgery reached the next handler")

@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
@@ -64,10 +61,8 @@ func FuzzRelayReply(f *testing.F) {
 		}
 
 		v := &Verified{Bot: "b", Message: &dingtalk.Message{MsgType: "text", MsgID: "m", SenderNick: nick, Text: &dingtalk.TextContent{Content: string(body)}}}
-		repl := caddy.NewReplacer()
+		req, repl := caddyRequest(httptest.NewRequest(http.MethodPost, "/robot", nil))
 		addPlaceholders(repl, v)
-		req := httptest.NewRequest(http.MethodPost, "/robot", nil)
-		req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
 		rl := &relay{cfg: Async{FallbackText: fallbackText}}
 		fallback := rl.fallback(&job{v: v, req: req})
 		mustBeMessage(t, fallback)

@@ -2,12 +2,12 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
@@ -22,14 +22,19 @@ func verifiedRequest(t testing.TB, bot string, body []byte) (*http.Request, *cad
 		t.Fatal(err)
 	}
 	r, repl := unverifiedRequest(body)
-	r = (&Handler{}).prepareForward(r, repl, &accepted{Verified: Verified{Bot: bot, Message: msg, Body: string(body)}})
+	(&Handler{}).prepareForward(r, repl, &accepted{Verified: Verified{Bot: bot, Message: msg, Body: string(body)}})
 	return r, repl
 }
 
-// unverifiedRequest returns a request with the replacer Caddy gives every
-// request, and no verified message.
+// unverifiedRequest returns a request as Caddy gives it to its handlers,
+// with no verified message.
 func unverifiedRequest(body []byte) (*http.Request, *caddy.Replacer) {
-	r := httptest.NewRequest(http.MethodPost, "/robot", bytes.NewReader(body))
+	return caddyRequest(httptest.NewRequest(http.MethodPost, "/robot", bytes.NewReader(body)))
+}
+
+// caddyRequest prepares r as Caddy's server does before the first handler:
+// a replacer with Caddy's placeholders, and the request's variables.
+func caddyRequest(r *http.Request) (*http.Request, *caddy.Replacer) {
 	repl := caddy.NewReplacer()
-	return r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)), repl
+	return caddyhttp.PrepareRequest(r, repl, nil, nil), repl
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
@@ -25,38 +26,31 @@ type Verified struct {
 // message on to the rest of the route.
 type accepted struct {
 	Verified
-	bot       *bot            // the bot named Bot
-	reader    bodyReader      // reads Body to the next handler
-	botHeader [1]string       // the X-Dingtalk-Bot header's values
-	ctx       verifiedContext // the request's context, with the message
-	response  statusWriter    // the answer, as de-duplication watches it
+	bot       *bot         // the bot named Bot
+	reader    bodyReader   // reads Body to the next handler
+	botHeader [1]string    // the X-Dingtalk-Bot header's values
+	response  statusWriter // the answer, as de-duplication watches it
 }
 
-// verifiedKey is the one context key under which the handler stores the
-// verified message. It is unexported: nothing but the handler can set it, so
-// an unverified request can never look verified downstream.
-type verifiedKey struct{}
+// verifiedVar names the request variable under which the handler leaves
+// the verified message for the rest of the route. Caddy gives every request
+// a table of variables that all its handlers share; a variable costs no
+// copy of the request, as a context value would.
+const verifiedVar = "dingtalk.verified"
+
+// verifiedValue is what verifiedVar holds. Only the handler makes one, so
+// an unverified request can never look verified downstream: the vars
+// directive sets strings. It shows as the bot's name in placeholders
+// ({http.vars.dingtalk.verified}), not as the message.
+type verifiedValue struct{ v *Verified }
+
+func (x verifiedValue) String() string { return x.v.Bot }
 
 // VerifiedFrom returns the message the dingtalk handler verified earlier in
 // this request's route, if any.
 func VerifiedFrom(ctx context.Context) (*Verified, bool) {
-	v, ok := ctx.Value(verifiedKey{}).(*Verified)
-	return v, ok
-}
-
-// verifiedContext is a request's context with its verified message under
-// verifiedKey: what context.WithValue makes, in the message's allocation.
-type verifiedContext struct {
-	context.Context
-	v *Verified
-}
-
-// Value implements context.Context.
-func (c *verifiedContext) Value(key any) any {
-	if key == (verifiedKey{}) {
-		return c.v
-	}
-	return c.Context.Value(key)
+	x, ok := caddyhttp.GetVar(ctx, verifiedVar).(verifiedValue)
+	return x.v, ok
 }
 
 // Headers the handler controls on the way to the next handler.
@@ -69,7 +63,7 @@ const (
 // body restored byte for byte, X-Dingtalk-* headers replaced by ours, the
 // sign stripped if configured, and the message in the context and the
 // placeholders.
-func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accepted) *http.Request {
+func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accepted) {
 	v := &a.Verified
 	restoreBody(r, v.Body, &a.reader)
 	for name := range r.Header {
@@ -86,8 +80,7 @@ func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accep
 		r.Header.Del(dingtalk.HeaderSign)
 	}
 	addPlaceholders(repl, v)
-	a.ctx = verifiedContext{Context: r.Context(), v: v}
-	return r.WithContext(&a.ctx)
+	caddyhttp.SetVar(r.Context(), verifiedVar, verifiedValue{v})
 }
 
 // placeholderPrefix starts every placeholder this module serves.

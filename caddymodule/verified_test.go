@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // A user's text put into a URL through a .urlencoded placeholder stays one
@@ -23,5 +24,25 @@ func TestURLEncodedPlaceholdersEscapeURLSyntax(t *testing.T) {
 	}
 	if decoded, err := url.PathUnescape(got[len("https://example.com/s?q="):]); err != nil || decoded != text {
 		t.Fatalf("decodeURIComponent-style decoding gives %q, %v", decoded, err)
+	}
+}
+
+// The verified message travels in a request variable. Only the handler can
+// make one that counts: a variable of that name set another way (the vars
+// directive sets strings) does not, and in placeholders it shows the bot's
+// name, never the user's text.
+func TestVerifiedVariable(t *testing.T) {
+	r, repl := verifiedRequest(t, "default", dingtalktest.Callback{Text: "private words"}.Body())
+	if v, ok := VerifiedFrom(r.Context()); !ok || v.Bot != "default" || v.Message.TrimmedText() != "private words" {
+		t.Fatalf("VerifiedFrom = %+v, %v", v, ok)
+	}
+	if got := repl.ReplaceAll("{http.vars."+verifiedVar+"}", ""); got != "default" {
+		t.Errorf("{http.vars.%s} = %q, want the bot's name", verifiedVar, got)
+	}
+
+	forged, _ := unverifiedRequest(dingtalktest.Callback{Text: "hi"}.Body())
+	caddyhttp.SetVar(forged.Context(), verifiedVar, "default")
+	if v, ok := VerifiedFrom(forged.Context()); ok {
+		t.Fatalf("a string variable counts as verified: %+v", v)
 	}
 }
