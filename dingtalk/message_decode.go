@@ -49,7 +49,7 @@ type messageParts struct {
 // DingTalk's text messages are all like that.
 func decodeMessage(body string, p *messageParts) (ok, shapeChecked bool) {
 	d := messageDecoder{s: body, parts: p}
-	ok = d.object(func(key string) bool { return d.field(key, &p.m) })
+	ok = d.message(&p.m)
 	d.space()
 	ok = ok && d.i == len(d.s)
 	return ok, ok && !d.skipped
@@ -59,9 +59,38 @@ func decodeMessage(body string, p *messageParts) (ok, shapeChecked bool) {
 // unknown key is not one of them in other letter case.
 var messageKeyNames = slices.Sorted(maps.Keys(messageKeys))
 
-// field reads the value of key into m. Each key has its own bit in seen.
-func (d *messageDecoder) field(key string, m *Message) bool {
-	var bit uint
+// message reads the top-level object into m.
+func (d *messageDecoder) message(m *Message) bool {
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return true
+	}
+	prev := keyCount // the object's start
+	for {
+		key, ok := d.messageKey(prev)
+		if !ok || !d.next(':') {
+			return false
+		}
+		k, ok := d.field(key, m)
+		if !ok {
+			return false
+		}
+		if k >= 0 {
+			learnKeyAfter(prev, k)
+			prev = k
+		}
+		if !d.next(',') {
+			return d.next('}')
+		}
+	}
+}
+
+// field reads the value of key into m, and returns the key's position in
+// Message (its bit in seen), or -1 for a key that is not Message's.
+func (d *messageDecoder) field(key string, m *Message) (int, bool) {
+	var bit int
 	var ok bool
 	switch key {
 	case "msgtype":
@@ -133,13 +162,13 @@ func (d *messageDecoder) field(key string, m *Message) bool {
 		bit = 21
 		m.RobotCode, ok = d.str()
 	default:
-		return d.unknown(key, messageKeyNames)
+		return -1, d.unknown(key, messageKeyNames)
 	}
 	if d.seen&(1<<bit) != 0 {
-		return false // encoding/json would merge a repeated text object: leave repeats to it
+		return bit, false // encoding/json would merge a repeated text object: leave repeats to it
 	}
 	d.seen |= 1 << bit
-	return ok
+	return bit, ok
 }
 
 // readText reads the text object into the message's parts.
@@ -240,10 +269,16 @@ func (d *messageDecoder) str() (string, bool) {
 	if !d.next('"') {
 		return "", false
 	}
+	s, start := d.s, d.i
+	i := start + plainPrefix(s[start:]) // s[start:i] is plain
+	if i < len(s) && s[i] == '"' {
+		d.i = i + 1
+		return s[start:i], true
+	}
 	// The loop works on copies of the decoder's fields: through the
 	// pointer, each byte would cost a load and a store of d.i.
-	s, start, ascii := d.s, d.i, true
-	for i := start; i < len(s); i++ {
+	ascii := true
+	for ; i < len(s); i++ {
 		c := s[i]
 		if plainASCII[c] {
 			continue
