@@ -376,6 +376,12 @@ func (d *messageDecoder) millis() (Millis, bool) {
 		if d.i == digits || d.s[digits] == '0' && d.i > digits+1 {
 			return 0, false
 		}
+		if n, ok := decimal(d.s[digits:d.i]); ok { // all but the rare 19 digits
+			if digits > start {
+				n = -n
+			}
+			return Millis(n), true
+		}
 		text = d.s[start:d.i]
 	}
 	n, err := strconv.ParseInt(text, 10, 64)
