@@ -25,8 +25,10 @@ func readBody(r *http.Request, limit int64) (string, error) {
 	if r.ContentLength > limit {
 		return "", errBodyTooLarge
 	}
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
-		return "", fmt.Errorf("content encoding %q is not accepted", enc)
+	for _, enc := range r.Header["Content-Encoding"] { // every line of it, not just the first
+		if enc != "" && enc != "identity" {
+			return "", fmt.Errorf("content encoding %q is not accepted", enc)
+		}
 	}
 	size := int64(bytes.MinRead)
 	if r.ContentLength >= 0 {

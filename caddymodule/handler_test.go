@@ -147,6 +147,10 @@ func TestEveryRejectionReason(t *testing.T) {
 		{"too_large", withBody(`{"x":"` + strings.Repeat("a", 2048) + `"}`), 413, "too_large"},
 		{"bad_body", withBody(`{"msgtype":"text"}`), 400, "bad_body"},
 		{"gzip body", req(func(r *http.Request) { r.Header.Set("Content-Encoding", "gzip") }), 400, "bad_body"},
+		{"gzip in a second line", req(func(r *http.Request) {
+			r.Header.Set("Content-Encoding", "identity")
+			r.Header.Add("Content-Encoding", "gzip")
+		}), 400, "bad_body"},
 		{"robot_code", withBody(string(dingtalktest.Callback{Text: "hi", RobotCode: "someone else"}.Body())), 403, "robot_code"},
 	}
 	for _, c := range cases {
