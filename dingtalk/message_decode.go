@@ -69,15 +69,11 @@ func (d *messageDecoder) message(m *Message) bool {
 	}
 	prev := keyCount // the object's start
 	for {
-		key, ok := d.messageKey(prev)
-		if !ok || !d.next(':') {
+		key, k, ok := d.messageKey(prev)
+		if !ok || !d.next(':') || !d.field(k, key, m) {
 			return false
 		}
-		k, ok := d.field(key, m)
-		if !ok {
-			return false
-		}
-		if k >= 0 {
+		if k != keyUnknown {
 			learnKeyAfter(prev, k)
 			prev = k
 		}
@@ -87,88 +83,65 @@ func (d *messageDecoder) message(m *Message) bool {
 	}
 }
 
-// field reads the value of key into m, and returns the key's position in
-// Message (its bit in seen), or -1 for a key that is not Message's.
-func (d *messageDecoder) field(key string, m *Message) (int, bool) {
-	var bit int
+// field reads the value of the key at position k (keyUnknown: key, which is
+// not one of Message's) into m.
+func (d *messageDecoder) field(k int, key string, m *Message) bool {
 	var ok bool
-	switch key {
-	case "msgtype":
-		bit = 0
+	switch k {
+	case keyMsgType:
 		m.MsgType, ok = d.str()
-	case "msgId":
-		bit = 1
+	case keyMsgID:
 		m.MsgID, ok = d.str()
-	case "text":
-		bit = 2
+	case keyText:
 		m.Text, ok = d.readText()
-	case "content":
-		bit = 3
+	case keyContent:
 		var raw string
 		raw, ok = d.skip()
 		m.Content = json.RawMessage(raw)
-	case "createAt":
-		bit = 4
+	case keyCreateAt:
 		m.CreateAt, ok = d.millis()
-	case "conversationType":
-		bit = 5
+	case keyConversationType:
 		m.ConversationType, ok = d.str()
-	case "conversationId":
-		bit = 6
+	case keyConversationID:
 		m.ConversationID, ok = d.str()
-	case "conversationTitle":
-		bit = 7
+	case keyConversationTitle:
 		m.ConversationTitle, ok = d.str()
-	case "senderId":
-		bit = 8
+	case keySenderID:
 		m.SenderID, ok = d.str()
-	case "senderNick":
-		bit = 9
+	case keySenderNick:
 		m.SenderNick, ok = d.str()
-	case "senderStaffId":
-		bit = 10
+	case keySenderStaffID:
 		m.SenderStaffID, ok = d.str()
-	case "senderCorpId":
-		bit = 11
+	case keySenderCorpID:
 		m.SenderCorpID, ok = d.str()
-	case "senderUnionId":
-		bit = 12
+	case keySenderUnionID:
 		m.SenderUnionID, ok = d.str()
-	case "senderPlatform":
-		bit = 13
+	case keySenderPlatform:
 		m.SenderPlatform, ok = d.str()
-	case "sessionWebhook":
-		bit = 14
+	case keySessionWebhook:
 		m.SessionWebhook, ok = d.str()
-	case "sessionWebhookExpiredTime":
-		bit = 15
+	case keySessionWebhookExpiredTime:
 		m.SessionWebhookExpiredTime, ok = d.millis()
-	case "isAdmin":
-		bit = 16
+	case keyIsAdmin:
 		m.IsAdmin, ok = d.boolean()
-	case "isInAtList":
-		bit = 17
+	case keyIsInAtList:
 		m.IsInAtList, ok = d.boolean()
-	case "atUsers":
-		bit = 18
+	case keyAtUsers:
 		m.AtUsers, ok = d.atUsers()
-	case "chatbotCorpId":
-		bit = 19
+	case keyChatbotCorpID:
 		m.ChatbotCorpID, ok = d.str()
-	case "chatbotUserId":
-		bit = 20
+	case keyChatbotUserID:
 		m.ChatbotUserID, ok = d.str()
-	case "robotCode":
-		bit = 21
+	case keyRobotCode:
 		m.RobotCode, ok = d.str()
 	default:
-		return -1, d.unknown(key, messageKeyNames)
+		return d.unknown(key, messageKeyNames)
 	}
-	if d.seen&(1<<bit) != 0 {
-		return bit, false // encoding/json would merge a repeated text object: leave repeats to it
+	if d.seen&(1<<k) != 0 {
+		return false // encoding/json would merge a repeated text object: leave repeats to it
 	}
-	d.seen |= 1 << bit
-	return bit, ok
+	d.seen |= 1 << k
+	return ok
 }
 
 // readText reads the text object into the message's parts.

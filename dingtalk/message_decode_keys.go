@@ -13,9 +13,36 @@ import (
 // prediction that fails costs that comparison, and the key is read as any
 // other; what is decoded never depends on the prediction.
 
-// keyCount is the number of Message's keys; messageKeys gives each its
-// position, which is also its bit in messageDecoder.seen.
-var keyCount = len(messageKeys)
+// Positions of Message's keys: the order of its fields, in which
+// messageKeys numbers them too (TestKeyPositions checks). A key's position
+// is also its bit in messageDecoder.seen.
+const (
+	keyMsgType = iota
+	keyMsgID
+	keyText
+	keyContent
+	keyCreateAt
+	keyConversationType
+	keyConversationID
+	keyConversationTitle
+	keySenderID
+	keySenderNick
+	keySenderStaffID
+	keySenderCorpID
+	keySenderUnionID
+	keySenderPlatform
+	keySessionWebhook
+	keySessionWebhookExpiredTime
+	keyIsAdmin
+	keyIsInAtList
+	keyAtUsers
+	keyChatbotCorpID
+	keyChatbotUserID
+	keyRobotCode
+
+	keyCount   // how many keys Message has
+	keyUnknown = -1
+)
 
 // keyAfter holds, for each position, the position of the key that followed
 // it last time; at keyCount, the first key's. It is shared by all decoders.
@@ -31,14 +58,21 @@ var quotedKeys = func() []string {
 }()
 
 // messageKey reads a top-level key that follows the key at position prev
-// (keyCount for the first).
-func (d *messageDecoder) messageKey(prev int) (string, bool) {
+// (keyCount for the first), and returns it with its position.
+func (d *messageDecoder) messageKey(prev int) (key string, k int, ok bool) {
 	d.space()
-	if q := quotedKeys[keyAfter[prev].Load()]; strings.HasPrefix(d.s[d.i:], q) {
+	predicted := keyAfter[prev].Load()
+	if q := quotedKeys[predicted]; strings.HasPrefix(d.s[d.i:], q) {
 		d.i += len(q)
-		return q[1 : len(q)-1], true
+		return q[1 : len(q)-1], int(predicted), true
 	}
-	return d.str()
+	if key, ok = d.str(); !ok {
+		return "", keyUnknown, false
+	}
+	if k, known := messageKeys[key]; known {
+		return key, k, true
+	}
+	return key, keyUnknown, true
 }
 
 // learnKeyAfter records that the key at position k followed the one at prev.

@@ -1,38 +1,43 @@
 package dingtalk
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 )
 
-// The positions field reports must be messageKeys', or the predictions that
-// the decoder learns would name other keys and never hold.
-func TestFieldPositionsAreMessageKeys(t *testing.T) {
+// A key's position must be the same everywhere: messageKeys numbers the
+// keys in the order of Message's fields, and field must fill, for each
+// position, the field there, or the decoder would fill the wrong field for a
+// predicted key.
+func TestKeyPositions(t *testing.T) {
 	values := map[reflect.Type]string{
-		reflect.TypeFor[string]():       `"x"`,
-		reflect.TypeFor[Millis]():       `1`,
-		reflect.TypeFor[bool]():         `true`,
-		reflect.TypeFor[*TextContent](): `{"content":"x"}`,
-		reflect.TypeFor[[]AtUser]():     `[]`,
-		reflect.TypeFor[[]byte]():       `{}`,
+		reflect.TypeFor[string]():          `"x"`,
+		reflect.TypeFor[Millis]():          `1`,
+		reflect.TypeFor[bool]():            `true`,
+		reflect.TypeFor[*TextContent]():    `{"content":"x"}`,
+		reflect.TypeFor[[]AtUser]():        `[{}]`,
+		reflect.TypeFor[json.RawMessage](): `{}`,
 	}
 	mt := reflect.TypeFor[Message]()
-	for i := range mt.NumField() {
-		f := mt.Field(i)
+	if mt.NumField() != keyCount || len(messageKeys) != keyCount {
+		t.Fatalf("Message has %d fields, messageKeys %d keys, keyCount is %d", mt.NumField(), len(messageKeys), keyCount)
+	}
+	for k := range keyCount {
+		f := mt.Field(k)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		ft := f.Type
-		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Uint8 {
-			ft = reflect.TypeFor[[]byte]()
+		if messageKeys[name] != k {
+			t.Errorf("%s: messageKeys has position %d, the field is at %d", name, messageKeys[name], k)
 		}
-		value, ok := values[ft]
+		value, ok := values[f.Type]
 		if !ok {
 			t.Fatalf("%s: no sample value for %v", name, f.Type)
 		}
+		var m Message
 		d := messageDecoder{s: value, parts: new(messageParts)}
-		k, ok := d.field(name, &d.parts.m)
-		if !ok || k != messageKeys[name] {
-			t.Errorf("field(%q) = %d, %v; messageKeys has %d", name, k, ok, messageKeys[name])
+		if !d.field(k, name, &m) || reflect.ValueOf(m).Field(k).IsZero() {
+			t.Errorf("field(%d) did not fill %s from %s: %+v", k, f.Name, value, m)
 		}
 	}
 }
