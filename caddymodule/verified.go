@@ -26,10 +26,11 @@ type Verified struct {
 // message on to the rest of the route.
 type accepted struct {
 	Verified
-	bot       *bot         // the bot named Bot
-	reader    bodyReader   // reads Body to the next handler
-	botHeader [1]string    // the X-Dingtalk-Bot header's values
-	response  statusWriter // the answer, as de-duplication watches it
+	message   dingtalk.MessageBuffer // where Message lives
+	bot       *bot                   // the bot named Bot
+	reader    bodyReader             // reads Body to the next handler
+	botHeader [1]string              // the X-Dingtalk-Bot header's values
+	response  statusWriter           // the answer, as de-duplication watches it
 }
 
 // verifiedVar names the request variable under which the handler leaves

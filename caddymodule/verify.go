@@ -43,7 +43,8 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 		}
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
 	}
-	msg, err := dingtalk.ParseMessageString(body)
+	a := &accepted{bot: b}
+	msg, err := a.message.Parse(body)
 	if err != nil {
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
 	}
@@ -51,7 +52,8 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 	if b.robotCode != "" && msg.RobotCode != b.robotCode {
 		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
 	}
-	return &accepted{Verified: Verified{Bot: b.name, Message: msg, Body: body}, bot: b}, nil
+	a.Verified = Verified{Bot: b.name, Message: msg, Body: body}
+	return a, nil
 }
 
 // The canonical forms of the sign's header names, computed once: Header.Get

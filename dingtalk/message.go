@@ -79,9 +79,20 @@ func ParseMessage(body []byte) (*Message, error) {
 // ParseMessageString is ParseMessage for a body held in a string: the
 // message's strings are parts of it, not copies.
 func ParseMessageString(body string) (*Message, error) {
-	parts := new(messageParts)
-	m := &parts.m
-	decoded, shapeChecked := decodeMessage(body, parts)
+	return new(MessageBuffer).Parse(body)
+}
+
+// MessageBuffer is the room a parsed message takes: the message, its text
+// and its first mentions. A caller that keeps other things about each
+// message can allocate it with them, in one piece.
+type MessageBuffer struct{ parts messageParts }
+
+// Parse is ParseMessageString into b, which it overwrites: the message
+// returned lives in b.
+func (b *MessageBuffer) Parse(body string) (*Message, error) {
+	b.parts = messageParts{}
+	m := &b.parts.m
+	decoded, shapeChecked := decodeMessage(body, &b.parts)
 	if !decoded {
 		*m = Message{}
 		if err := json.Unmarshal([]byte(body), m); err != nil {
