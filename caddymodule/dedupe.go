@@ -31,6 +31,7 @@ var emptyReply = func() []byte {
 type deduper struct {
 	store  Store
 	ttl    time.Duration
+	now    func() time.Time // the handler's clock, for keeping a claim later
 	report *reporter
 	logger *zap.Logger
 	// storeUnavailable applies on_error when a claim fails: nil means pass
@@ -38,9 +39,9 @@ type deduper struct {
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, report *reporter, logger *zap.Logger,
+func newDeduper(store Store, ttl time.Duration, now func() time.Time, report *reporter, logger *zap.Logger,
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
-	return &deduper{store: store, ttl: ttl, report: report, logger: logger, storeUnavailable: storeUnavailable}
+	return &deduper{store: store, ttl: ttl, now: now, report: report, logger: logger, storeUnavailable: storeUnavailable}
 }
 
 // claim is one request's hold on a msgId.
@@ -51,11 +52,12 @@ type claim struct {
 	msgID string
 }
 
-// claim takes v's msgId for ttl. It returns nil and no error when another
-// request holds it already: the message is a duplicate, and reported as one.
-func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*claim, error) {
+// claim takes v's msgId for ttl from now, the time v was verified at. It
+// returns nil and no error when another request holds it already: the
+// message is a duplicate, and reported as one.
+func (d *deduper) claim(ctx context.Context, v *Verified, now time.Time, ttl time.Duration) (*claim, error) {
 	c := new(claim)
-	if held, err := d.take(ctx, v, ttl, c); !held {
+	if held, err := d.take(ctx, v, now, ttl, c); !held {
 		return nil, err
 	}
 	return c, nil
@@ -63,10 +65,10 @@ func (d *deduper) claim(ctx context.Context, v *Verified, ttl time.Duration) (*c
 
 // take is claim into a claim the caller provides (serveOnce's stays on its
 // stack), reporting whether the msgId was taken.
-func (d *deduper) take(ctx context.Context, v *Verified, ttl time.Duration, c *claim) (bool, error) {
+func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time.Duration, c *claim) (bool, error) {
 	var buf [128]byte
 	*c = claim{d: d, key: string(appendDedupeKey(buf[:0], v.Message)), token: newClaimToken(), msgID: v.Message.MsgID}
-	held, err := d.store.Claim(ctx, c.key, c.token, ttl)
+	held, err := d.store.Claim(ctx, c.key, c.token, now, ttl)
 	if err != nil {
 		return false, err
 	}
@@ -79,7 +81,7 @@ func (d *deduper) take(ctx context.Context, v *Verified, ttl time.Duration, c *c
 
 // keep holds the msgId for ttl from now.
 func (c *claim) keep(ctx context.Context, ttl time.Duration) {
-	if err := c.d.store.Keep(context.WithoutCancel(ctx), c.key, c.token, ttl); err != nil {
+	if err := c.d.store.Keep(context.WithoutCancel(ctx), c.key, c.token, c.d.now(), ttl); err != nil {
 		c.d.logger.Error("extending a message's claim", zap.String("msg_id", c.msgID), zap.Error(err))
 	}
 }
@@ -98,10 +100,11 @@ func (c *claim) release(ctx context.Context) {
 // serveOnce is the synchronous way through: claim the message and pass it
 // on, or answer empty when it was claimed already. When the rest of the
 // route fails (an error, a 5xx answer, or a panic) the claim is released.
-func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, a *accepted, next caddyhttp.Handler) error {
+// now is the time a was verified at.
+func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, a *accepted, now time.Time, next caddyhttp.Handler) error {
 	v := &a.Verified
 	var c claim
-	held, err := d.take(r.Context(), v, d.ttl, &c)
+	held, err := d.take(r.Context(), v, now, d.ttl, &c)
 	if err != nil {
 		if err := d.storeUnavailable(w, r, v, err); err != nil {
 			return err

@@ -169,7 +169,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.failOpen = fo.FailOpen()
 		}
 		if !h.DisableDedupe {
-			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.report, h.logger, h.storeUnavailable)
+			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.now, h.report, h.logger, h.storeUnavailable)
 		}
 		if !h.DisableReplayGuard {
 			grace := time.Duration(h.ReplayGrace)
@@ -254,12 +254,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.prepareForward(r, repl, acc)
 
 	if h.relay != nil {
-		return h.relay.serve(w, r, msg, dedupe, next)
+		return h.relay.serve(w, r, msg, now, dedupe, next)
 	}
 	if dedupe == nil {
 		return h.report.passOn(w, r, msg, next)
 	}
-	return dedupe.serveOnce(w, r, acc, next)
+	return dedupe.serveOnce(w, r, acc, now, next)
 }
 
 // storeUnavailable is the one place where the store's on_error policy is

@@ -137,8 +137,9 @@ func (rl *relay) claimTTL() time.Duration {
 }
 
 // serve answers DingTalk at once and runs the rest of the route in the
-// background. dedupe is nil when the message is not to be de-duplicated.
-func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, dedupe *deduper, next caddyhttp.Handler) error {
+// background. now is the time v was verified at; dedupe is nil when the
+// message is not to be de-duplicated.
+func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, now time.Time, dedupe *deduper, next caddyhttp.Handler) error {
 	select {
 	case rl.admit <- struct{}{}:
 	default:
@@ -152,7 +153,7 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, dedu
 	var c *claim
 	if dedupe != nil {
 		var err error
-		c, err = dedupe.claim(r.Context(), v, rl.claimTTL())
+		c, err = dedupe.claim(r.Context(), v, now, rl.claimTTL())
 		switch {
 		case err != nil:
 			if err := dedupe.storeUnavailable(w, r, v, err); err != nil {

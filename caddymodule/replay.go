@@ -38,7 +38,7 @@ func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejec
 	// redelivery is not a replay, and the deduper answers it.
 	var buf [128]byte
 	key := string(appendReplayKey(buf[:0], timestamp, a.bot))
-	held, err := g.store.Claim(r.Context(), key, messageToken(a.Message), g.ttl)
+	held, err := g.store.Claim(r.Context(), key, messageToken(a.Message), now, g.ttl)
 	if err != nil {
 		return nil, err
 	}

@@ -13,14 +13,19 @@ import (
 // Implementations are Caddy modules in the dingtalk.stores namespace; they
 // must be safe for concurrent use and, to de-duplicate across several Caddy
 // instances, shared between them.
+//
+// now is the handler's time: it reads the clock once per callback and judges
+// the sign's window, the replay grace and the store's expiries at that one
+// time (which tests set). A store that keeps time itself, as Redis expires
+// keys on its own clock, may ignore it.
 type Store interface {
-	// Claim atomically takes key for ttl on behalf of token, unless another
-	// token holds it. It reports whether token holds key afterwards: it took
-	// it now, or held it already.
-	Claim(ctx context.Context, key string, token Token, ttl time.Duration) (held bool, err error)
+	// Claim atomically takes key until now+ttl on behalf of token, unless
+	// another token holds it. It reports whether token holds key afterwards:
+	// it took it now, or held it already.
+	Claim(ctx context.Context, key string, token Token, now time.Time, ttl time.Duration) (held bool, err error)
 
-	// Keep extends key's ttl if token still holds it.
-	Keep(ctx context.Context, key string, token Token, ttl time.Duration) error
+	// Keep extends key's hold to now+ttl if token still holds it.
+	Keep(ctx context.Context, key string, token Token, now time.Time, ttl time.Duration) error
 
 	// Release forgets key if token still holds it, so that the next claim succeeds.
 	Release(ctx context.Context, key string, token Token) error

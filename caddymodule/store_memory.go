@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -60,7 +61,7 @@ func (s *MemoryStore) Provision(caddy.Context) error {
 	}
 	s.poolKey = fmt.Sprintf("memory/%d", s.MaxEntries)
 	table, _, err := memoryStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
-		return newMemoryTable(s.MaxEntries, monotonicNanos), nil
+		return newMemoryTable(s.MaxEntries), nil
 	})
 	if err != nil {
 		return err
@@ -76,13 +77,13 @@ func (s *MemoryStore) Cleanup() error {
 }
 
 // Claim implements Store.
-func (s *MemoryStore) Claim(_ context.Context, key string, token Token, ttl time.Duration) (bool, error) {
-	return s.table.claim(key, token, ttl), nil
+func (s *MemoryStore) Claim(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) (bool, error) {
+	return s.table.claim(key, token, sinceClockStart(now), ttl), nil
 }
 
 // Keep implements Store.
-func (s *MemoryStore) Keep(_ context.Context, key string, token Token, ttl time.Duration) error {
-	s.table.keep(key, token, ttl)
+func (s *MemoryStore) Keep(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) error {
+	s.table.keep(key, token, sinceClockStart(now), ttl)
 	return nil
 }
 
@@ -125,7 +126,6 @@ type memoryShard struct {
 	filter  []filterBlock                             // a power of two of them
 	newest  int                                       // the index in gens of the generation new keys go into
 	genSize int                                       // how many keys a generation holds
-	now     func() int64                              // nanoseconds
 	_       [64]byte                                  // keeps a shard's lock off its neighbours' cache lines
 }
 
@@ -135,10 +135,10 @@ type filterBlock [memoryGenerations]uint64
 
 type memoryEntry struct {
 	holder  Token
-	expires int64 // on the table's clock
+	expires int64 // nanoseconds since the process started (sinceClockStart)
 }
 
-func newMemoryTable(maxEntries int, now func() int64) *memoryTable {
+func newMemoryTable(maxEntries int) *memoryTable {
 	t := &memoryTable{seed: maphash.MakeSeed()}
 	perShard := (maxEntries + memoryShards - 1) / memoryShards
 	genSize := max(1, (perShard+memoryGenerations-1)/memoryGenerations)
@@ -147,7 +147,7 @@ func newMemoryTable(maxEntries int, now func() int64) *memoryTable {
 		blocks *= 2 // 16 bits of filter per key, in a power of two of blocks
 	}
 	for i := range t.shards {
-		t.shards[i] = memoryShard{genSize: genSize, now: now, filter: make([]filterBlock, blocks)}
+		t.shards[i] = memoryShard{genSize: genSize, filter: make([]filterBlock, blocks)}
 		t.shards[i].gens[0] = make(map[uint64]memoryEntry, genSize)
 	}
 	return t
@@ -162,11 +162,12 @@ func (t *memoryTable) locate(key string) (*memoryShard, uint64) {
 	return &t.shards[h%memoryShards], h
 }
 
-func (t *memoryTable) claim(key string, holder Token, ttl time.Duration) bool {
+// claim, keep and release are the Store's methods; now is in nanoseconds
+// since the process started.
+func (t *memoryTable) claim(key string, holder Token, now int64, ttl time.Duration) bool {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
 	if gen := s.find(h, now); gen != nil {
 		return gen[h].holder == holder
 	}
@@ -179,11 +180,10 @@ func (t *memoryTable) claim(key string, holder Token, ttl time.Duration) bool {
 	return true
 }
 
-func (t *memoryTable) keep(key string, holder Token, ttl time.Duration) {
+func (t *memoryTable) keep(key string, holder Token, now int64, ttl time.Duration) {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
 	if gen := s.find(h, now); gen != nil && gen[h].holder == holder {
 		gen[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
 	}
@@ -193,7 +193,9 @@ func (t *memoryTable) release(key string, holder Token) {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen := s.find(h, s.now()); gen != nil && gen[h].holder == holder {
+	// An expired entry is not held, and forgetting it changes nothing: no
+	// need to know the time.
+	if gen := s.find(h, math.MinInt64); gen != nil && gen[h].holder == holder {
 		delete(gen, h)
 	}
 }

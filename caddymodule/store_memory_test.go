@@ -1,21 +1,13 @@
 package caddymodule
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// clock is a settable time source for the table.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Nanos() int64   { return c.Now().UnixNano() }
 
 // tok makes a token of a short name, for tests.
 func tok(name string) Token {
@@ -24,58 +16,65 @@ func tok(name string) Token {
 	return t
 }
 
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestMemoryClaimKeepRelease(t *testing.T) {
-	c := &clock{now: fixedNow}
-	tab := newMemoryTable(100, c.Nanos)
-
-	if !tab.claim("k", tok("a"), time.Minute) {
+	s := &MemoryStore{table: newMemoryTable(100)}
+	ctx := context.Background()
+	now := fixedNow // the handler's time, which the store judges expiry at
+	claim := func(key, token string) bool {
+		t.Helper()
+		held, err := s.Claim(ctx, key, tok(token), now, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	if !claim("k", "a") {
 		t.Fatal("the first claim failed")
 	}
-	if !tab.claim("k", tok("a"), time.Minute) {
+	if !claim("k", "a") {
 		t.Fatal("the holder's own claim again failed")
 	}
-	if tab.claim("k", tok("b"), time.Minute) {
+	if claim("k", "b") {
 		t.Fatal("a second token took the key from its holder")
 	}
-	tab.release("k", tok("b")) // not the holder: no effect
-	if tab.claim("k", tok("b"), time.Minute) {
+	_ = s.Release(ctx, "k", tok("b")) // not the holder: no effect
+	if claim("k", "b") {
 		t.Fatal("a release by another token freed the key")
 	}
-	tab.keep("k", tok("b"), time.Hour) // not the holder: no effect
-	tab.keep("k", tok("a"), time.Hour)
-	c.Advance(30 * time.Minute)
-	if tab.claim("k", tok("b"), time.Minute) {
+	_ = s.Keep(ctx, "k", tok("b"), now, time.Hour) // not the holder: no effect
+	_ = s.Keep(ctx, "k", tok("a"), now, time.Hour)
+	now = now.Add(30 * time.Minute)
+	if claim("k", "b") {
 		t.Fatal("keep did not extend the TTL")
 	}
-	c.Advance(31 * time.Minute)
-	if !tab.claim("k", tok("b"), time.Minute) {
+	now = now.Add(31 * time.Minute)
+	if !claim("k", "b") {
 		t.Fatal("an expired key is still held")
 	}
-	if tab.claim("k", tok("a"), time.Minute) {
+	if claim("k", "a") {
 		t.Fatal("the expired holder still holds the key")
 	}
-	tab.release("k", tok("b"))
-	if !tab.claim("k", tok("c"), time.Minute) {
+	_ = s.Release(ctx, "k", tok("b"))
+	if !claim("k", "c") {
 		t.Fatal("release by the holder did not free the key")
 	}
-	if tab.claim("other", tok("c"), time.Minute) != true || tab.claim("other", tok("a"), time.Minute) {
+	if !claim("other", "c") || claim("other", "a") {
 		t.Fatal("keys are not independent")
+	}
+	now = now.Add(time.Hour)
+	_ = s.Keep(ctx, "k", tok("c"), now, time.Minute) // past its expiry: c no longer holds it
+	if !claim("k", "d") {
+		t.Fatal("keep extended an expired claim")
 	}
 }
 
 func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 	const maxEntries, claims = 1000, 50_000
-	tab := newMemoryTable(maxEntries, monotonicNanos)
+	tab := newMemoryTable(maxEntries)
 	key := func(i int) string { return "msg" + strconv.Itoa(i) }
 	released := func(i int) bool { return i%3 == 0 }
 	for i := range claims {
-		tab.claim(key(i), tok("t"), time.Hour)
+		tab.claim(key(i), tok("t"), 0, time.Hour)
 		if released(i) {
 			tab.release(key(i), tok("t"))
 		}
@@ -89,7 +88,7 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 	}
 	// Newest first: each shard remembers the newest seven eighths of its
 	// share, and no released key.
-	now := monotonicNanos()
+	const now = 0 // every claim above was made at 0
 	newer := make(map[*memoryShard]int)
 	for i := claims - 1; i >= 0; i-- {
 		s, h := tab.locate(key(i))
@@ -105,24 +104,24 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 			}
 		}
 	}
-	if !tab.claim(key(1), tok("other"), time.Hour) {
+	if !tab.claim(key(1), tok("other"), 0, time.Hour) {
 		t.Error("the oldest entry was kept past the cap")
 	}
 }
 
 func BenchmarkMemoryClaim(b *testing.B) {
-	tab := newMemoryTable(100_000, monotonicNanos)
+	tab := newMemoryTable(100_000)
 	b.ReportAllocs()
 	defer reportCPU(b, nil)()
 	i := 0
 	for b.Loop() {
 		i++
-		tab.claim("msg"+strconv.Itoa(i), tok("t"), time.Hour)
+		tab.claim("msg"+strconv.Itoa(i), tok("t"), 0, time.Hour)
 	}
 }
 
 func BenchmarkMemoryClaimParallel(b *testing.B) {
-	tab := newMemoryTable(100_000, monotonicNanos)
+	tab := newMemoryTable(100_000)
 	b.ReportAllocs()
 	defer reportCPU(b, nil)()
 	var n sync.Mutex
@@ -135,7 +134,7 @@ func BenchmarkMemoryClaimParallel(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			i++
-			tab.claim(prefix+strconv.Itoa(i), tok("t"), time.Hour)
+			tab.claim(prefix+strconv.Itoa(i), tok("t"), 0, time.Hour)
 		}
 	})
 }
@@ -143,11 +142,11 @@ func BenchmarkMemoryClaimParallel(b *testing.B) {
 // memoryDuplicates is a table holding n keys, and the keys: looking one up
 // again is what a redelivered callback costs.
 func memoryDuplicates(n int) (*memoryTable, []string) {
-	tab := newMemoryTable(2*n, monotonicNanos) // room for shards filling unevenly
+	tab := newMemoryTable(2 * n) // room for shards filling unevenly
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = "msg" + strconv.Itoa(i)
-		tab.claim(keys[i], tok("first"), time.Hour)
+		tab.claim(keys[i], tok("first"), 0, time.Hour)
 	}
 	return tab, keys
 }
@@ -159,7 +158,7 @@ func BenchmarkMemoryDuplicate(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if tab.claim(keys[i%len(keys)], tok("again"), time.Hour) {
+		if tab.claim(keys[i%len(keys)], tok("again"), 0, time.Hour) {
 			b.Fatal("a duplicate was claimed")
 		}
 	}
@@ -174,7 +173,7 @@ func BenchmarkMemoryDuplicateParallel(b *testing.B) {
 		i := int(start.Add(7919)) // each worker walks the keys from its own place
 		for pb.Next() {
 			i++
-			if tab.claim(keys[i%len(keys)], tok("again"), time.Hour) {
+			if tab.claim(keys[i%len(keys)], tok("again"), 0, time.Hour) {
 				b.Error("a duplicate was claimed")
 				return
 			}
@@ -186,9 +185,9 @@ func BenchmarkMemoryDuplicateParallel(b *testing.B) {
 // the generations' filters into their maps, which are seldom in the cache:
 // about a quarter of a percent per generation in a full table.
 func TestFiltersRarelyAnswerMaybe(t *testing.T) {
-	tab := newMemoryTable(100_000, monotonicNanos)
+	tab := newMemoryTable(100_000)
 	for i := range 200_000 {
-		tab.claim("msg:present:"+strconv.Itoa(i), tok("t"), time.Hour)
+		tab.claim("msg:present:"+strconv.Itoa(i), tok("t"), 0, time.Hour)
 	}
 	probes, maybes := 0, 0
 	for i := range 50_000 {

@@ -219,8 +219,8 @@ func (s *RedisStore) FailOpen() bool { return s.OnError == redisOnErrorOpen }
 
 // Claim implements Store with `SET key token NX PX ttl GET`: it sets key
 // only if absent and answers the value that was there, atomically and in
-// one round trip.
-func (s *RedisStore) Claim(ctx context.Context, key string, token Token, ttl time.Duration) (bool, error) {
+// one round trip. Redis expires keys on its own clock: now is not used.
+func (s *RedisStore) Claim(ctx context.Context, key string, token Token, _ time.Time, ttl time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	value := token.String()
@@ -248,8 +248,8 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-// Keep implements Store.
-func (s *RedisStore) Keep(ctx context.Context, key string, token Token, ttl time.Duration) error {
+// Keep implements Store; Redis expires keys on its own clock.
+func (s *RedisStore) Keep(ctx context.Context, key string, token Token, _ time.Time, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := keepScript.Run(ctx, s.client, []string{s.KeyPrefix + key}, token.String(), redisMillis(ttl)).Err(); err != nil {

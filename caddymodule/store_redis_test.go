@@ -51,7 +51,7 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 
 	mustClaim := func(key, token string, ttl time.Duration, want bool) {
 		t.Helper()
-		held, err := s.Claim(ctx, key, tok(token), ttl)
+		held, err := s.Claim(ctx, key, tok(token), time.Now(), ttl)
 		if err != nil || held != want {
 			t.Fatalf("Claim(%s, %s) = %v, %v; want %v", key, token, held, err, want)
 		}
@@ -76,13 +76,13 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 	}
 
 	// Only the claimer can extend or release its claim.
-	if err := s.Keep(ctx, "k", tok("b"), time.Hour); err != nil {
+	if err := s.Keep(ctx, "k", tok("b"), time.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if d := pttl("k"); d > time.Minute {
 		t.Fatalf("Keep by another token extended the claim to %v", d)
 	}
-	if err := s.Keep(ctx, "k", tok("a"), time.Hour); err != nil {
+	if err := s.Keep(ctx, "k", tok("a"), time.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if d := pttl("k"); d <= time.Minute {
@@ -98,7 +98,7 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 	mustClaim("k", "c", time.Minute, true)
 
 	// Keeping or releasing a key that is not there is not an error.
-	if err := s.Keep(ctx, "absent", tok("a"), time.Minute); err != nil {
+	if err := s.Keep(ctx, "absent", tok("a"), time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Release(ctx, "absent", tok("a")); err != nil {
@@ -112,7 +112,7 @@ func TestRedisStoreClaimKeepRelease(t *testing.T) {
 	mustClaim("short", "a", 50*time.Millisecond, true)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		held, err := s.Claim(ctx, "short", tok("b"), time.Minute)
+		held, err := s.Claim(ctx, "short", tok("b"), time.Now(), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func TestRedisStoreClaimIsAtomicAcrossClients(t *testing.T) {
 			store = two
 		}
 		wg.Go(func() {
-			held[i], errs[i] = store.Claim(context.Background(), "race", newClaimToken(), time.Minute)
+			held[i], errs[i] = store.Claim(context.Background(), "race", newClaimToken(), time.Now(), time.Minute)
 		})
 	}
 	wg.Wait()
@@ -185,13 +185,13 @@ func TestRedisStoreSharesOneClientAcrossReloads(t *testing.T) {
 	if err := old.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Minute); err != nil {
+	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Now(), time.Minute); err != nil {
 		t.Fatalf("the client was closed while a config still used it: %v", err)
 	}
 	if err := reloaded.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Minute); !errors.Is(err, redis.ErrClosed) {
+	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), time.Now(), time.Minute); !errors.Is(err, redis.ErrClosed) {
 		t.Fatalf("after the last cleanup the claim got %v, want the closed client's error", err)
 	}
 }
@@ -204,11 +204,11 @@ func TestRedisStorePasswordIsExpandedAndNeverShown(t *testing.T) {
 	ctx := context.Background()
 
 	fromEnv := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: "{env.CADDY_DINGTALK_TEST_REDIS_PASSWORD}", Timeout: testTimeout})
-	if _, err := fromEnv.Claim(ctx, "k", tok("a"), time.Minute); err != nil {
+	if _, err := fromEnv.Claim(ctx, "k", tok("a"), time.Now(), time.Minute); err != nil {
 		t.Fatalf("password from the environment: %v", err)
 	}
 	fromURL := provisionRedis(t, &RedisStore{URL: "{env.CADDY_DINGTALK_TEST_REDIS_URL}", Timeout: testTimeout})
-	if _, err := fromURL.Claim(ctx, "k", tok("a"), time.Minute); err != nil {
+	if _, err := fromURL.Claim(ctx, "k", tok("a"), time.Now(), time.Minute); err != nil {
 		t.Fatalf("password and db from the url: %v", err)
 	}
 	db3 := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: password, DB: 3})
@@ -219,7 +219,7 @@ func TestRedisStorePasswordIsExpandedAndNeverShown(t *testing.T) {
 
 	const wrong = "not the password"
 	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Password: wrong, Timeout: testTimeout})
-	_, err := s.Claim(ctx, "k", tok("a"), time.Minute)
+	_, err := s.Claim(ctx, "k", tok("a"), time.Now(), time.Minute)
 	if err == nil {
 		t.Fatal("a wrong password was accepted")
 	}
@@ -252,15 +252,15 @@ func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
 	srv := redistest.Start(t)
 	s := provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
 	ctx := context.Background()
-	if _, err := s.Claim(ctx, "before", tok("a"), time.Minute); err != nil {
+	if _, err := s.Claim(ctx, "before", tok("a"), time.Now(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
 	srv.Stop()
-	if _, err := s.Claim(ctx, "down", tok("a"), time.Minute); err == nil {
+	if _, err := s.Claim(ctx, "down", tok("a"), time.Now(), time.Minute); err == nil {
 		t.Fatal("a claim succeeded while Redis was down")
 	}
-	if err := s.Keep(ctx, "down", tok("a"), time.Minute); err == nil {
+	if err := s.Keep(ctx, "down", tok("a"), time.Now(), time.Minute); err == nil {
 		t.Fatal("keep succeeded while Redis was down")
 	}
 	if err := s.Release(ctx, "down", tok("a")); err == nil {
@@ -270,7 +270,7 @@ func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
 	srv.Restart()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		held, err := s.Claim(ctx, "after", tok("a"), time.Minute)
+		held, err := s.Claim(ctx, "after", tok("a"), time.Now(), time.Minute)
 		if err == nil && held {
 			break
 		}
@@ -281,7 +281,7 @@ func TestRedisStoreRecoversWhenRedisIsBack(t *testing.T) {
 	}
 	// The restarted server is empty (no persistence), and the scripts,
 	// which it no longer knows by their SHA, are sent again.
-	if err := s.Keep(ctx, "after", tok("a"), time.Hour); err != nil {
+	if err := s.Keep(ctx, "after", tok("a"), time.Now(), time.Hour); err != nil {
 		t.Fatalf("keep after the restart: %v", err)
 	}
 	if err := s.Release(ctx, "after", tok("a")); err != nil {
