@@ -62,8 +62,8 @@ const (
 
 // prepareForward hands the verified callback to the rest of the route: the
 // body restored byte for byte, X-Dingtalk-* headers replaced by ours, the
-// sign stripped if configured, and the message in the context and the
-// placeholders.
+// sign stripped if configured, and the message in a request variable and
+// the placeholders.
 func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accepted) {
 	v := &a.Verified
 	restoreBody(r, v.Body, &a.reader)
