@@ -106,8 +106,15 @@ const memoryGenerations = 8
 // one by one.
 //
 // Most keys looked up are absent: every new message's. A Bloom filter per
-// generation tells them without touching the maps, and the filters are
+// generation tells them without touching the slots, and the filters are
 // interleaved so that one cache line holds a key's bits in all eight.
+//
+// A generation is an open-addressed array of slots, not a Go map: a claim
+// then writes three cache lines (the shard's lock with its counts, the
+// filter's, the slot's), where a map adds its header, its table's and a
+// control word's. Each is one more line to fetch from memory, or from the
+// other core's cache when requests run in parallel, and those fetches were
+// most of a claim's time.
 //
 // The table holds no pointers, so the garbage collector never walks it,
 // however many keys it remembers: a key is remembered by a 64-bit hash with
@@ -116,39 +123,50 @@ const memoryGenerations = 8
 // held by another token: the newer message is taken for a duplicate and
 // answered empty, never passed on twice.
 type memoryTable struct {
-	seed   maphash.Seed
-	shards [memoryShards]memoryShard
+	shards  [memoryShards]memoryShard // first: each shard's lock line starts a cache line
+	seed    maphash.Seed
+	genSize uint32 // how many keys a generation holds
 }
 
+// memoryShard keeps what a claim writes besides its slot and filter block
+// in the cache line of its lock.
 type memoryShard struct {
-	mu      sync.Mutex
-	gens    [memoryGenerations]map[uint64]memoryEntry // by the key's hash; nil until first used
-	filter  []filterBlock                             // a power of two of them
-	newest  int                                       // the index in gens of the generation new keys go into
-	genSize int                                       // how many keys a generation holds
-	_       [64]byte                                  // keeps a shard's lock off its neighbours' cache lines
+	mu     sync.Mutex
+	newest uint32        // the generation new keys go into
+	fill   uint32        // how many keys it holds
+	slots  []memorySlot  // the generations one after another, each a power of two of slots
+	filter []filterBlock // a power of two of them
+	_      [64]byte      // keeps a shard's lock off its neighbours' cache lines
+}
+
+// memorySlot is one remembered key: two to a cache line.
+type memorySlot struct {
+	hash    uint64 // the key's hash, never 0: 0 marks an empty slot
+	expires int64  // nanoseconds since the process started (sinceClockStart)
+	holder  Token
 }
 
 // filterBlock is one cache line of a shard's filters: for the keys that hash
 // to it, 64 bits of each generation's filter, four bits per key.
 type filterBlock [memoryGenerations]uint64
 
-type memoryEntry struct {
-	holder  Token
-	expires int64 // nanoseconds since the process started (sinceClockStart)
-}
-
 func newMemoryTable(maxEntries int) *memoryTable {
-	t := &memoryTable{seed: maphash.MakeSeed()}
 	perShard := (maxEntries + memoryShards - 1) / memoryShards
 	genSize := max(1, (perShard+memoryGenerations-1)/memoryGenerations)
+	t := &memoryTable{seed: maphash.MakeSeed(), genSize: uint32(genSize)}
+	slots := 2
+	for slots*7 < genSize*8 {
+		slots *= 2 // a full generation fills at most seven eighths of its slots, as a Go map would
+	}
 	blocks := 1
 	for blocks*64 < 16*genSize {
 		blocks *= 2 // 16 bits of filter per key, in a power of two of blocks
 	}
 	for i := range t.shards {
-		t.shards[i] = memoryShard{genSize: genSize, filter: make([]filterBlock, blocks)}
-		t.shards[i].gens[0] = make(map[uint64]memoryEntry, genSize)
+		t.shards[i] = memoryShard{
+			slots:  make([]memorySlot, memoryGenerations*slots),
+			filter: make([]filterBlock, blocks),
+		}
 	}
 	return t
 }
@@ -159,6 +177,9 @@ func (*memoryTable) Destruct() error { return nil }
 // locate returns the shard of key and key's hash.
 func (t *memoryTable) locate(key string) (*memoryShard, uint64) {
 	h := maphash.String(t.seed, key)
+	if h == 0 {
+		h = 1 // 0 marks an empty slot
+	}
 	return &t.shards[h%memoryShards], h
 }
 
@@ -168,15 +189,20 @@ func (t *memoryTable) claim(key string, holder Token, now int64, ttl time.Durati
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen := s.find(h, now); gen != nil {
-		return gen[h].holder == holder
+	if gen, i := s.find(h, now); gen != nil {
+		return gen[i].holder == holder
 	}
-	if len(s.gens[s.newest]) >= s.genSize {
+	if s.fill >= t.genSize {
 		s.rotate()
 	}
 	block, bits := s.filterBits(h)
 	block[s.newest] |= bits
-	s.gens[s.newest][h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
+	gen := s.generation(s.newest)
+	i := probe(gen, h)
+	if gen[i].hash == 0 {
+		s.fill++
+	}
+	gen[i] = memorySlot{hash: h, expires: now + int64(ttl), holder: holder}
 	return true
 }
 
@@ -184,8 +210,8 @@ func (t *memoryTable) keep(key string, holder Token, now int64, ttl time.Duratio
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen := s.find(h, now); gen != nil && gen[h].holder == holder {
-		gen[h] = memoryEntry{holder: holder, expires: now + int64(ttl)}
+	if gen, i := s.find(h, now); gen != nil && gen[i].holder == holder {
+		gen[i].expires = now + int64(ttl)
 	}
 }
 
@@ -195,25 +221,68 @@ func (t *memoryTable) release(key string, holder Token) {
 	defer s.mu.Unlock()
 	// An expired entry is not held, and forgetting it changes nothing: no
 	// need to know the time.
-	if gen := s.find(h, math.MinInt64); gen != nil && gen[h].holder == holder {
-		delete(gen, h)
+	gen, i := s.find(h, math.MinInt64)
+	if gen == nil || gen[i].holder != holder {
+		return
+	}
+	remove(gen, i)
+	if &gen[0] == &s.generation(s.newest)[0] { // only the newest generation counts its keys
+		s.fill--
 	}
 }
 
 // find returns the generation that holds the key with hash h unexpired at
-// now, or nil. It looks from the newest generation to the oldest.
-func (s *memoryShard) find(h uint64, now int64) map[uint64]memoryEntry {
+// now and the key's slot there, or nil. It looks from the newest generation
+// to the oldest.
+func (s *memoryShard) find(h uint64, now int64) ([]memorySlot, int) {
 	block, bits := s.filterBits(h)
-	for age := range memoryGenerations {
+	for age := range uint32(memoryGenerations) {
 		g := (s.newest + memoryGenerations - age) % memoryGenerations
 		if block[g]&bits != bits {
 			continue // not in this generation
 		}
-		if e, ok := s.gens[g][h]; ok && e.expires > now {
-			return s.gens[g]
+		gen := s.generation(g)
+		if i := probe(gen, h); gen[i].hash == h && gen[i].expires > now {
+			return gen, i
 		}
 	}
-	return nil
+	return nil, 0
+}
+
+// generation returns the slots of generation g.
+func (s *memoryShard) generation(g uint32) []memorySlot {
+	n := uint32(len(s.slots) / memoryGenerations)
+	return s.slots[g*n : (g+1)*n]
+}
+
+// slotShift picks the bits of a key's hash that choose its home slot: above
+// those of its shard and its filter block in all but the largest tables.
+const slotShift = 20
+
+// probe returns the index in gen of the slot that holds the key with hash
+// h, or else of the empty slot where it goes: the first of either from its
+// home slot on. A generation always has an empty slot.
+func probe(gen []memorySlot, h uint64) int {
+	mask := len(gen) - 1
+	for i := int(h>>slotShift) & mask; ; i = (i + 1) & mask {
+		if gen[i].hash == h || gen[i].hash == 0 {
+			return i
+		}
+	}
+}
+
+// remove empties slot i of gen, moving the keys after it in its run back
+// where they would otherwise no longer be found from their home slots.
+func remove(gen []memorySlot, i int) {
+	mask := len(gen) - 1
+	for j := (i + 1) & mask; gen[j].hash != 0; j = (j + 1) & mask {
+		home := int(gen[j].hash>>slotShift) & mask
+		if (j-home)&mask >= (j-i)&mask { // home is not after i: the key may move to i
+			gen[i] = gen[j]
+			i = j
+		}
+	}
+	gen[i] = memorySlot{}
 }
 
 // filterBits returns the filter block of the key hash h and its four bits
@@ -221,20 +290,17 @@ func (s *memoryShard) find(h uint64, now int64) map[uint64]memoryEntry {
 // block's do not use. Four bits, not two, make a generation's filter
 // answer "maybe" four times less often for an absent key (a quarter of a
 // percent, against one, in a full table), and each such answer costs a
-// lookup in a map that is rarely in the cache.
+// look at slots that are rarely in the cache.
 func (s *memoryShard) filterBits(h uint64) (*filterBlock, uint64) {
 	block := &s.filter[(h>>6)&uint64(len(s.filter)-1)]
 	return block, 1<<((h>>35)&63) | 1<<((h>>41)&63) | 1<<((h>>47)&63) | 1<<((h>>53)&63)
 }
 
-// rotate forgets the oldest generation and makes its memory the newest one.
+// rotate forgets the oldest generation and makes its slots the newest one.
 func (s *memoryShard) rotate() {
 	s.newest = (s.newest + 1) % memoryGenerations
-	if s.gens[s.newest] == nil {
-		s.gens[s.newest] = make(map[uint64]memoryEntry, s.genSize)
-	} else {
-		clear(s.gens[s.newest])
-	}
+	s.fill = 0
+	clear(s.generation(s.newest))
 	for i := range s.filter {
 		s.filter[i][s.newest] = 0
 	}
@@ -246,8 +312,10 @@ func (t *memoryTable) len() int {
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for _, gen := range s.gens {
-			n += len(gen)
+		for _, slot := range s.slots {
+			if slot.hash != 0 {
+				n++
+			}
 		}
 		s.mu.Unlock()
 	}

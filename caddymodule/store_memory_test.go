@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,7 +80,7 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 			tab.release(key(i), tok("t"))
 		}
 	}
-	capacity := memoryShards * memoryGenerations * tab.shards[0].genSize
+	capacity := memoryShards * memoryGenerations * int(tab.genSize)
 	if capacity < maxEntries || capacity >= maxEntries+memoryShards*memoryGenerations {
 		t.Fatalf("the table holds %d keys for max_entries %d", capacity, maxEntries)
 	}
@@ -94,12 +95,12 @@ func TestMemoryTableStaysWithinItsCap(t *testing.T) {
 		s, h := tab.locate(key(i))
 		switch {
 		case released(i):
-			if s.find(h, now) != nil {
+			if gen, _ := s.find(h, now); gen != nil {
 				t.Fatalf("released key %d is remembered", i)
 			}
-		case newer[s] < (memoryGenerations-1)*s.genSize:
+		case newer[s] < (memoryGenerations-1)*int(tab.genSize):
 			newer[s]++
-			if s.find(h, now) == nil {
+			if gen, _ := s.find(h, now); gen == nil {
 				t.Fatalf("key %d, among the newest %d of its shard, was forgotten", i, newer[s])
 			}
 		}
@@ -202,5 +203,55 @@ func TestFiltersRarelyAnswerMaybe(t *testing.T) {
 	}
 	if rate := float64(maybes) / float64(probes); rate > 0.005 {
 		t.Errorf("%.2f%% of the filters' answers for absent keys are maybe, want under 0.5%%", 100*rate)
+	}
+}
+
+// The table answers every claim, keep and release as a plain map with
+// expiry does, through runs of neighbouring slots, releases from their
+// middle, expiries and keys taken over, as long as it forgets nothing: a
+// few thousand keys fill no shard past its second generation.
+func TestMemoryTableAgreesWithAMap(t *testing.T) {
+	type held struct {
+		holder  Token
+		expires int64
+	}
+	tab := newMemoryTable(100_000)
+	model := make(map[string]held)
+	rng := rand.New(rand.NewPCG(1, 2))
+	holders := []Token{tok("a"), tok("b"), tok("c")}
+	var now int64
+	for op := range 300_000 {
+		key := "k" + strconv.Itoa(rng.IntN(9000))
+		holder := holders[rng.IntN(len(holders))]
+		ttl := time.Duration(1 + rng.IntN(1000))
+		m, ok := model[key]
+		live := ok && m.expires > now
+		switch rng.IntN(3) {
+		case 0:
+			want := !live || m.holder == holder
+			if got := tab.claim(key, holder, now, ttl); got != want {
+				t.Fatalf("op %d: claim(%s, %x) = %v, want %v", op, key, holder[:1], got, want)
+			}
+			if !live {
+				model[key] = held{holder, now + int64(ttl)}
+			}
+		case 1:
+			tab.keep(key, holder, now, ttl)
+			if live && m.holder == holder {
+				model[key] = held{holder, now + int64(ttl)}
+			}
+		case 2:
+			tab.release(key, holder)
+			if ok && m.holder == holder {
+				delete(model, key)
+			}
+		}
+		now += int64(rng.IntN(3))
+	}
+	for key, m := range model {
+		s, h := tab.locate(key)
+		if gen, i := s.find(h, now); (gen != nil) != (m.expires > now) || gen != nil && gen[i].holder != m.holder {
+			t.Fatalf("%s: the table and the map disagree at the end", key)
+		}
 	}
 }
