@@ -66,8 +66,7 @@ func (d *deduper) claim(ctx context.Context, v *Verified, now time.Time, ttl tim
 // take is claim into a claim the caller provides (serveOnce's stays on its
 // stack), reporting whether the msgId was taken.
 func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time.Duration, c *claim) (bool, error) {
-	var buf [128]byte
-	*c = claim{d: d, key: string(appendDedupeKey(buf[:0], v.Message)), token: newClaimToken(), msgID: v.Message.MsgID}
+	*c = claim{d: d, key: v.storeKey, token: newClaimToken(), msgID: v.Message.MsgID}
 	held, err := d.store.Claim(ctx, c.key, c.token, now, ttl)
 	if err != nil {
 		return false, err

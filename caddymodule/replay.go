@@ -36,9 +36,8 @@ func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejec
 	timestamp, _ := singleHeader(r.Header, timestampKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
-	var buf [128]byte
-	key := string(appendReplayKey(buf[:0], timestamp, a.bot))
-	held, err := g.store.Claim(r.Context(), key, messageToken(a.Message), now, g.ttl)
+	key := a.keys.keep(appendReplayKey(a.keys.free(), timestamp, a.bot))
+	held, err := g.store.Claim(r.Context(), key, messageToken(&a.Verified), now, g.ttl)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +58,10 @@ func appendReplayKey(b []byte, timestamp string, signer *bot) []byte {
 	return append(append(append(append(b, "sig:"...), timestamp...), ':'), signer.replayID...)
 }
 
-// messageToken is the replay guard's token for m: a digest of the message's
+// messageToken is the replay guard's token for v: a digest of the message's
 // identity as de-duplication knows it.
-func messageToken(m *dingtalk.Message) Token {
-	var buf [128]byte // hashed from the stack, not from a copy on the heap
-	sum := sha256.Sum256(appendDedupeKey(buf[:0], m))
+func messageToken(v *Verified) Token {
+	var buf [128]byte // hashed from the stack: a conversion would copy a long key to the heap
+	sum := sha256.Sum256(append(buf[:0], v.storeKey...))
 	return Token(sum[:16])
 }

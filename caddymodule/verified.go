@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -19,6 +20,10 @@ type Verified struct {
 	Bot     string
 	Message *dingtalk.Message
 	Body    string
+
+	// storeKey names the message in the store: what de-duplication claims,
+	// and what the replay guard's token is a digest of.
+	storeKey string
 }
 
 // accepted is what the handler allocates for a callback it accepts, in one
@@ -31,6 +36,28 @@ type accepted struct {
 	reader    bodyReader             // reads Body to the next handler
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it
+	keys      keyRoom                // where the store keys' bytes are
+}
+
+// keyRoom holds the bytes of a callback's keys in the store, so that they
+// need no allocation of their own: the keys are strings that are parts of
+// it, as the message's strings are parts of the body. Bytes once kept are
+// never written again.
+type keyRoom struct {
+	buf  [128]byte
+	used int
+}
+
+// free returns the unused room, to append a key to.
+func (k *keyRoom) free() []byte { return k.buf[k.used:k.used] }
+
+// keep returns key, appended to free's slice, as a string. A key too long
+// for the room was appended to a new array, which it keeps.
+func (k *keyRoom) keep(key []byte) string {
+	if len(key) <= len(k.buf)-k.used {
+		k.used += len(key)
+	}
+	return unsafe.String(unsafe.SliceData(key), len(key))
 }
 
 // verifiedVar names the request variable under which the handler leaves

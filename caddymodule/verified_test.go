@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
@@ -44,5 +45,24 @@ func TestVerifiedVariable(t *testing.T) {
 	caddyhttp.SetVar(forged.Context(), verifiedVar, "default")
 	if v, ok := VerifiedFrom(forged.Context()); ok {
 		t.Fatalf("a string variable counts as verified: %+v", v)
+	}
+}
+
+// Keys kept in a keyRoom stay as they were while more are kept after them,
+// whether they fit in the room or were too long for it.
+func TestKeyRoomKeepsKeys(t *testing.T) {
+	var room keyRoom
+	want := []string{"msg:dingrobot1:short", strings.Repeat("L", 200), "sig:1700000000000:" + strings.Repeat("r", 32), strings.Repeat("x", 100)}
+	var kept []string
+	for _, key := range want {
+		kept = append(kept, room.keep(append(room.free(), key...)))
+	}
+	for i := range want {
+		if kept[i] != want[i] {
+			t.Errorf("key %d is %q, want %q", i, kept[i], want[i])
+		}
+	}
+	if room.used != len(want[0])+len(want[2]) {
+		t.Errorf("%d bytes of the room are used, want the two keys that fit: %d", room.used, len(want[0])+len(want[2]))
 	}
 }
