@@ -35,8 +35,9 @@ var memoryStores = caddy.NewUsagePool()
 // instances (use the Redis store for that).
 type MemoryStore struct {
 	// The most keys remembered at once. When full, the oldest eighth is
-	// forgotten: the newest seven eighths are always remembered. Default:
-	// 100000.
+	// forgotten: the newest seven eighths are always remembered. The
+	// memory for them, about 45 bytes each, is taken when the config is
+	// loaded. Default: 100000.
 	MaxEntries int `json:"max_entries,omitempty"`
 
 	table   *memoryTable
