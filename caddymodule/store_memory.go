@@ -199,7 +199,7 @@ func (t *memoryTable) claim(key string, holder Token, now int64, ttl time.Durati
 	block, bits := s.filterBits(h)
 	block[s.newest] |= bits
 	gen := s.generation(s.newest)
-	i := probe(gen, h)
+	i := slotFor(gen, h)
 	if gen[i].hash == 0 {
 		s.fill++
 	}
@@ -226,7 +226,7 @@ func (t *memoryTable) release(key string, holder Token) {
 	if gen == nil || gen[i].holder != holder {
 		return
 	}
-	remove(gen, i)
+	removeSlot(gen, i)
 	if &gen[0] == &s.generation(s.newest)[0] { // only the newest generation counts its keys
 		s.fill--
 	}
@@ -243,7 +243,7 @@ func (s *memoryShard) find(h uint64, now int64) ([]memorySlot, int) {
 			continue // not in this generation
 		}
 		gen := s.generation(g)
-		if i := probe(gen, h); gen[i].hash == h && gen[i].expires > now {
+		if i := slotFor(gen, h); gen[i].hash == h && gen[i].expires > now {
 			return gen, i
 		}
 	}
@@ -260,10 +260,10 @@ func (s *memoryShard) generation(g uint32) []memorySlot {
 // those of its shard and its filter block in all but the largest tables.
 const slotShift = 20
 
-// probe returns the index in gen of the slot that holds the key with hash
+// slotFor returns the index in gen of the slot that holds the key with hash
 // h, or else of the empty slot where it goes: the first of either from its
 // home slot on. A generation always has an empty slot.
-func probe(gen []memorySlot, h uint64) int {
+func slotFor(gen []memorySlot, h uint64) int {
 	mask := len(gen) - 1
 	for i := int(h>>slotShift) & mask; ; i = (i + 1) & mask {
 		if gen[i].hash == h || gen[i].hash == 0 {
@@ -272,9 +272,9 @@ func probe(gen []memorySlot, h uint64) int {
 	}
 }
 
-// remove empties slot i of gen, moving the keys after it in its run back
+// removeSlot empties slot i of gen, moving the keys after it in its run back
 // where they would otherwise no longer be found from their home slots.
-func remove(gen []memorySlot, i int) {
+func removeSlot(gen []memorySlot, i int) {
 	mask := len(gen) - 1
 	for j := (i + 1) & mask; gen[j].hash != 0; j = (j + 1) & mask {
 		home := int(gen[j].hash>>slotShift) & mask
