@@ -430,8 +430,13 @@ func (d *messageDecoder) valid(start int) (string, bool) {
 	return v, v != "" && json.Valid([]byte(v))
 }
 
-// next skips white space and reads c, if it comes next.
+// next skips white space and reads c, if it comes next. DingTalk's bodies
+// have no white space between tokens: c is looked for before the space.
 func (d *messageDecoder) next(c byte) bool {
+	if d.i < len(d.s) && d.s[d.i] == c {
+		d.i++
+		return true
+	}
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == c {
 		d.i++
@@ -440,9 +445,10 @@ func (d *messageDecoder) next(c byte) bool {
 	return false
 }
 
-// space skips JSON white space.
+// space skips JSON white space. Every byte that may start a token is above
+// the space: one comparison tells it.
 func (d *messageDecoder) space() {
-	for d.i < len(d.s) {
+	for d.i < len(d.s) && d.s[d.i] <= ' ' {
 		switch d.s[d.i] {
 		case ' ', '\t', '\n', '\r':
 			d.i++
