@@ -336,26 +336,29 @@ func (d *messageDecoder) millis() (Millis, bool) {
 			return 0, false
 		}
 	} else {
-		start := d.i
-		if d.i < len(d.s) && d.s[d.i] == '-' {
-			d.i++
+		// On copies of the decoder's fields, as in str.
+		s, start := d.s, d.i
+		digits := start
+		if digits < len(s) && s[digits] == '-' {
+			digits++
 		}
-		digits := d.i
-		for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
-			d.i++
+		end := digits
+		for end < len(s) && s[end]-'0' <= 9 {
+			end++
 		}
+		d.i = end
 		// JSON allows no leading zero; a fraction or an exponent that
 		// follows makes the next token wrong.
-		if d.i == digits || d.s[digits] == '0' && d.i > digits+1 {
+		if end == digits || s[digits] == '0' && end > digits+1 {
 			return 0, false
 		}
-		if n, ok := decimal(d.s[digits:d.i]); ok { // all but the rare 19 digits
+		if n, ok := decimal(s[digits:end]); ok { // all but the rare 19 digits
 			if digits > start {
 				n = -n
 			}
 			return Millis(n), true
 		}
-		text = d.s[start:d.i]
+		text = s[start:end]
 	}
 	n, err := strconv.ParseInt(text, 10, 64)
 	return Millis(n), err == nil
