@@ -37,6 +37,7 @@ type bot struct {
 	verifier  *dingtalk.Verifier
 	robotCode string
 	replayID  string
+	metrics   *botMetrics // its series in the handler's mode
 }
 
 // replayID names a secret in the replay guard's keys. A verified sign is the

@@ -158,7 +158,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Async != nil {
 		mode = modeAsync
 	}
-	h.report = &reporter{logger: h.logger, logText: h.LogText, bots: metrics.forBots(bots, mode)}
+	metrics.forBots(bots, mode)
+	h.report = &reporter{logger: h.logger, logText: h.LogText}
 
 	if !h.DisableDedupe || !h.DisableReplayGuard {
 		store, err := h.loadStore(ctx)

@@ -140,11 +140,11 @@ type botMetrics struct {
 	jobsRunning, jobsWaiting prometheus.Gauge    // nil in sync mode
 }
 
-// forBots returns each bot's series for a handler in mode. Looking them up
+// forBots gives each bot its series for a handler in mode. Looking them up
 // also makes them show up, at 0, before the first callback.
-func (m *moduleMetrics) forBots(bots []bot, mode string) map[string]*botMetrics {
-	out := make(map[string]*botMetrics, len(bots))
-	for _, b := range bots {
+func (m *moduleMetrics) forBots(bots []bot, mode string) {
+	for i := range bots {
+		b := &bots[i]
 		bm := &botMetrics{
 			accepted:  m.requests.WithLabelValues(b.name, requestAccepted),
 			duplicate: m.requests.WithLabelValues(b.name, requestDuplicate),
@@ -154,9 +154,8 @@ func (m *moduleMetrics) forBots(bots []bot, mode string) map[string]*botMetrics 
 			bm.jobsRunning = m.jobsRunning.WithLabelValues(b.name)
 			bm.jobsWaiting = m.jobsWaiting.WithLabelValues(b.name)
 		}
-		out[b.name] = bm
+		b.metrics = bm
 	}
-	return out
 }
 
 // postResult classifies a sessionWebhook post's error as a post* word.

@@ -134,9 +134,11 @@ func TestPostResult(t *testing.T) {
 // BenchmarkReportAccepted is the cost the metrics add to each accepted
 // callback (with INFO logging off): no allocation.
 func BenchmarkReportAccepted(b *testing.B) {
-	rp := &reporter{logger: zap.NewNop(), bots: metrics.forBots([]bot{{name: "bench"}}, modeSync)}
+	rp := &reporter{logger: zap.NewNop()}
+	bots := []bot{{name: "bench"}}
+	metrics.forBots(bots, modeSync)
 	msg := dingtalktest.Callback{Text: "hi"}.Message()
-	v := &Verified{Bot: "bench", Message: &msg}
+	v := &Verified{Bot: "bench", Message: &msg, signer: &bots[0]}
 	b.ReportAllocs()
 	for b.Loop() {
 		rp.accepted(v)

@@ -169,9 +169,9 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, now 
 	rl.report.accepted(v)
 
 	rec := newRecordedResponse(maxReplySize)
-	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next, metrics: rl.report.bots[v.Bot]}
+	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next}
 	metrics.job(v.Bot, jobQueued)
-	j.metrics.jobsWaiting.Inc()
+	j.v.signer.metrics.jobsWaiting.Inc()
 	rl.jobs.Add(1)
 	go rl.run(j)
 	return writeJSON(w, http.StatusOK, emptyReply)
@@ -185,8 +185,7 @@ type job struct {
 	rec   *recordedResponse
 	next  caddyhttp.Handler
 
-	metrics *botMetrics
-	posted  string // the result of the post to the sessionWebhook; empty when nothing was posted
+	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
 
 // run waits for a worker, runs the route, and delivers its answer.
@@ -197,13 +196,13 @@ func (rl *relay) run(j *job) {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
 	case <-rl.ctx.Done():
-		j.metrics.jobsWaiting.Dec()
+		j.v.signer.metrics.jobsWaiting.Dec()
 		rl.finish(j, outcomeDropped, nil, false)
 		return
 	}
-	j.metrics.jobsWaiting.Dec()
-	j.metrics.jobsRunning.Inc()
-	defer j.metrics.jobsRunning.Dec()
+	j.v.signer.metrics.jobsWaiting.Dec()
+	j.v.signer.metrics.jobsRunning.Inc()
+	defer j.v.signer.metrics.jobsRunning.Dec()
 	if j.claim != nil {
 		j.claim.keep(rl.ctx, rl.claimTTL()) // the wait in the queue does not count
 	}
@@ -211,7 +210,7 @@ func (rl *relay) run(j *job) {
 	start := time.Now()
 	reply, err := rl.runRoute(j)
 	took := time.Since(start)
-	j.metrics.backend.Observe(took.Seconds())
+	j.v.signer.metrics.backend.Observe(took.Seconds())
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 		zap.Duration("duration", took))
 	if err != nil {

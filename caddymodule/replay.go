@@ -36,7 +36,7 @@ func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejec
 	timestamp, _ := singleHeader(r.Header, timestampKey)
 	// The message is identified as de-duplication identifies it: its
 	// redelivery is not a replay, and the deduper answers it.
-	key := a.keys.keep(appendReplayKey(a.keys.free(), timestamp, a.bot))
+	key := a.keys.keep(appendReplayKey(a.keys.free(), timestamp, a.signer))
 	held, err := g.store.Claim(r.Context(), key, messageToken(&a.Verified), now, g.ttl)
 	if err != nil {
 		return nil, err

@@ -16,18 +16,17 @@ import (
 type reporter struct {
 	logger  *zap.Logger
 	logText bool
-	bots    map[string]*botMetrics // by bot name
 }
 
 // accepted reports a callback that is passed on.
 func (rp *reporter) accepted(v *Verified) {
-	rp.bots[v.Bot].accepted.Inc()
+	v.signer.metrics.accepted.Inc()
 	rp.log("dingtalk callback accepted", v)
 }
 
 // duplicate reports a callback whose msgId was accepted before.
 func (rp *reporter) duplicate(v *Verified) {
-	rp.bots[v.Bot].duplicate.Inc()
+	v.signer.metrics.duplicate.Inc()
 	rp.log("dingtalk callback is a duplicate; answered empty", v)
 }
 
@@ -59,6 +58,6 @@ func (rp *reporter) passOn(w http.ResponseWriter, r *http.Request, v *Verified, 
 	start := monotonicNanos()
 	// Deferred, so that a route that panics is timed too: reverse_proxy
 	// does when the upstream breaks off its answer.
-	defer func() { rp.bots[v.Bot].backend.Observe(time.Duration(monotonicNanos() - start).Seconds()) }()
+	defer func() { v.signer.metrics.backend.Observe(time.Duration(monotonicNanos() - start).Seconds()) }()
 	return next.ServeHTTP(w, r)
 }

@@ -21,6 +21,7 @@ type Verified struct {
 	Message *dingtalk.Message
 	Body    string
 
+	signer *bot // the bot named Bot
 	// storeKey names the message in the store: what de-duplication claims,
 	// and what the replay guard's token is a digest of.
 	storeKey string
@@ -32,7 +33,6 @@ type Verified struct {
 type accepted struct {
 	Verified
 	message   dingtalk.MessageBuffer // where Message lives
-	bot       *bot                   // the bot named Bot
 	reader    bodyReader             // reads Body to the next handler
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it

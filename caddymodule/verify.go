@@ -43,7 +43,7 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 		}
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
 	}
-	a := &accepted{bot: b}
+	a := new(accepted)
 	msg, err := a.message.Parse(body)
 	if err != nil {
 		return nil, newRejection(http.StatusBadRequest, reasonBadBody, b.name, err)
@@ -52,7 +52,7 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 	if b.robotCode != "" && msg.RobotCode != b.robotCode {
 		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
 	}
-	a.Verified = Verified{Bot: b.name, Message: msg, Body: body, storeKey: a.keys.keep(appendDedupeKey(a.keys.free(), msg))}
+	a.Verified = Verified{Bot: b.name, Message: msg, Body: body, signer: b, storeKey: a.keys.keep(appendDedupeKey(a.keys.free(), msg))}
 	return a, nil
 }
 
