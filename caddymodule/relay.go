@@ -192,17 +192,18 @@ type job struct {
 func (rl *relay) run(j *job) {
 	defer rl.jobs.Done()
 	defer func() { <-rl.admit }()
+	m := j.v.signer.metrics
 	select {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
 	case <-rl.ctx.Done():
-		j.v.signer.metrics.jobsWaiting.Dec()
+		m.jobsWaiting.Dec()
 		rl.finish(j, outcomeDropped, nil, false)
 		return
 	}
-	j.v.signer.metrics.jobsWaiting.Dec()
-	j.v.signer.metrics.jobsRunning.Inc()
-	defer j.v.signer.metrics.jobsRunning.Dec()
+	m.jobsWaiting.Dec()
+	m.jobsRunning.Inc()
+	defer m.jobsRunning.Dec()
 	if j.claim != nil {
 		j.claim.keep(rl.ctx, rl.claimTTL()) // the wait in the queue does not count
 	}
@@ -210,7 +211,7 @@ func (rl *relay) run(j *job) {
 	start := time.Now()
 	reply, err := rl.runRoute(j)
 	took := time.Since(start)
-	j.v.signer.metrics.backend.Observe(took.Seconds())
+	m.backend.Observe(took.Seconds())
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 		zap.Duration("duration", took))
 	if err != nil {
