@@ -86,8 +86,9 @@ func (c *claim) release(ctx context.Context) {
 	}
 }
 
-// serveHeld runs serve while c holds its key, and releases the key unless
-// serve reports that it answered: also when serve panics, as reverse_proxy
+// serveHeld runs serve while c holds its key, renewing its lease, then
+// keeps the key for the TTL when serve reports that it answered, and
+// releases it otherwise: also when serve panics, as reverse_proxy
 // does with http.ErrAbortHandler when the upstream breaks off its answer
 // after the headers, which leaves DingTalk with no answer.
 func (c *claim) serveHeld(ctx context.Context, serve func() (answered bool, err error)) error {
@@ -95,7 +96,9 @@ func (c *claim) serveHeld(ctx context.Context, serve func() (answered bool, err 
 	renewal := renewEvery(c.c.lease, func() { c.renew(ctx) })
 	defer func() {
 		renewal.stop()
-		if !answered {
+		if answered {
+			c.done(ctx)
+		} else {
 			c.release(ctx)
 		}
 	}()

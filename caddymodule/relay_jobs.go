@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
+	"runtime/debug"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -31,7 +31,10 @@ type jobRecord struct {
 	Header     http.Header `json:"header"`
 	Body       string      `json:"body"`
 	VerifiedAt int64       `json:"verified_at"` // Unix milliseconds
-	Listen     []string    `json:"listen"`      // the addresses of the server that received it
+	// The name of the server that received it: srv0 and so on, as the
+	// Caddyfile names them, the same on every instance with the same
+	// Caddyfile, whatever addresses each listens on.
+	Server string `json:"server"`
 }
 
 // record stores j before DingTalk is acked: the request as it arrived
@@ -45,7 +48,11 @@ func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time) err
 	rec.Header.Set(timestampKey, a.timestamp)
 	rec.Header.Set(signKey, a.sign)
 	if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-		rec.Listen = server.Listen
+		for name, s := range activeServers() {
+			if s == server {
+				rec.Server = name
+			}
+		}
 	}
 	payload, err := json.Marshal(rec)
 	if err != nil {
@@ -156,19 +163,21 @@ func (rl *relay) resume(sj StoredJob, token Token, servers map[string]*caddyhttp
 		metrics.job("", outcomeDropped)
 		logger.Error("dingtalk async job dropped: "+why, append(fields, zap.String("outcome", outcomeDropped))...)
 	}
+	// A record that makes this code panic would otherwise kill every
+	// instance that takes it over, one after another.
+	defer func() {
+		if p := recover(); p != nil {
+			drop("taking it over panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
 	var rec jobRecord
 	if err := json.Unmarshal(sj.Payload, &rec); err != nil {
 		drop("its record cannot be read", zap.Error(err))
 		return
 	}
-	var server *caddyhttp.Server
-	for _, s := range servers {
-		if slices.Equal(s.Listen, rec.Listen) {
-			server = s
-		}
-	}
+	server := servers[rec.Server]
 	if server == nil {
-		drop("no server of this instance listens where it was received", zap.Strings("listen", rec.Listen))
+		drop("this instance has no server of the name of the one that received it", zap.String("server", rec.Server))
 		return
 	}
 	rj := &resumedJob{StoredJob: sj, token: token, verifiedAt: time.UnixMilli(rec.VerifiedAt)}
@@ -193,9 +202,9 @@ func (rec *jobRecord) request(ctx context.Context) *http.Request {
 	if rec.Header == nil {
 		r.Header = make(http.Header)
 	}
-	r.URL, _ = r.URL.Parse(rec.URI)
-	if r.URL == nil {
-		r.URL = new(url.URL)
+	var err error
+	if r.URL, err = url.ParseRequestURI(rec.URI); err != nil {
+		r.URL = &url.URL{Path: "/"}
 	}
 	restoreBody(r, rec.Body, new(bodyReader))
 	if rec.TLS {
