@@ -59,6 +59,12 @@ func TestFileStoreSurvivesARestart(t *testing.T) {
 	if err := s.Release(ctx, "released", tok("a")); err != nil {
 		t.Fatal(err)
 	}
+	if held, err := s.Claim(ctx, "kept", tok("a"), fixedNow, time.Minute); err != nil || !held {
+		t.Fatalf("claim kept: %v, %v", held, err)
+	}
+	if err := s.Keep(ctx, "kept", tok("a"), fixedNow, 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	cleanup(t, s) // the last configuration: the file is closed
 
 	if _, err := s.Claim(ctx, "k", tok("a"), fixedNow, time.Hour); !errors.Is(err, errFileStoreClosed) {
@@ -78,6 +84,9 @@ func TestFileStoreSurvivesARestart(t *testing.T) {
 	}
 	if held, err := again.Claim(ctx, "released", tok("b"), fixedNow.Add(time.Minute), time.Hour); err != nil || !held {
 		t.Fatalf("after the restart the released key is held: %v, %v", held, err)
+	}
+	if held, err := again.Claim(ctx, "kept", tok("b"), fixedNow.Add(2*time.Hour), time.Hour); err != nil || held {
+		t.Fatalf("after the restart the kept key lapsed with its first ttl: %v, %v", held, err)
 	}
 	if held, err := again.Claim(ctx, "answered", tok("b"), fixedNow.Add(2*time.Hour), time.Hour); err != nil || !held {
 		t.Fatalf("after the restart the key did not expire in its time: %v, %v", held, err)
