@@ -45,7 +45,7 @@ type fileDB struct {
 // The file's buckets.
 var (
 	logBucket   = []byte("log") // sequence number → logRecord
-	fileBuckets = [][]byte{logBucket}
+	fileBuckets = [][]byte{logBucket, jobsBucket}
 )
 
 // openFileDB opens the database at path, creating it and its folder when

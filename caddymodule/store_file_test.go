@@ -301,3 +301,16 @@ func benchmarkClaims(b *testing.B, claim func(key string) error) {
 		}
 	})
 }
+
+func TestFileStoreConformance(t *testing.T) {
+	testStoreConformance(t, storeHarness{
+		open: func(t *testing.T) Store { return provisionFile(t, filepath.Join(t.TempDir(), "store.db")) },
+		// A new process opens the file anew, after the last one closed it.
+		reopen: func(t *testing.T, s Store) Store {
+			fs := s.(*FileStore)
+			path := fs.db.db.Path()
+			cleanup(t, fs)
+			return provisionFile(t, path)
+		},
+	})
+}
