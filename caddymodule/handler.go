@@ -20,8 +20,8 @@ func init() {
 
 // Defaults of the dingtalk handler.
 const (
-	defaultMaxAge    = time.Hour // DingTalk's own rule
-	defaultMaxFuture = 5 * time.Minute
+	defaultMaxAge    = dingtalk.DefaultMaxAge
+	defaultMaxFuture = dingtalk.DefaultMaxFuture
 	defaultMaxBody   = 1 << 20
 	defaultDedupeTTL = 2 * time.Hour
 )
