@@ -12,6 +12,7 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/openapi"
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
 
 // The robot application of the OpenAPI tests.
@@ -273,4 +274,64 @@ func cmpOr(s, fallback string) string {
 		return fallback
 	}
 	return s
+}
+
+func TestTwoGatewaysSharingRedisFetchOneTokenAndStayUnderOneRate(t *testing.T) {
+	srv := redistest.Start(t)
+	backend := dingtalktest.NewRecorder()
+	t.Cleanup(backend.Close)
+	backend.Handler = plainText("shared answer")
+	webhook := dingtalktest.NewWebhook()
+	t.Cleanup(webhook.Close)
+	api := newFakeOpenAPI(t)
+	const rate = 10
+	// Two gateways in one config, as in twoInstances: their Redis timeouts
+	// differ, so that they share nothing but the redis-server.
+	siteFor := func(timeout string) string {
+		return fmt.Sprintf(`
+	route /robot {
+		dingtalk {
+			bot shared-bot %q {
+				app_key %s
+			}
+			api_base %s
+			api_rate %d
+			store redis {
+				address %s
+				timeout %s
+			}
+			async {
+				webhook_hosts %s
+			}
+		}
+		reverse_proxy %s
+	}`, apiSecret, apiAppKey, api.URL, rate, srv.Addr, timeout, hostPort(webhook.URL), hostPort(backend.URL))
+	}
+	second := "http://127.0.0.1:" + freePort(t)
+	one := startGateway(t, site{FilterSign: true, Body: siteFor("1s"), Extra: second + " {" + siteFor("2s") + "\n}"})
+	setup := &openAPISetup{gateway: one, webhook: webhook, api: api}
+
+	const callbacks = 3 * rate
+	for i := range callbacks {
+		url := one.URL
+		if i%2 == 1 {
+			url = second
+		}
+		req, err := dingtalktest.NewRequest(url+"/robot", apiSecret, setup.callback(fmt.Sprint("question ", i), false, webhookMissing), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEmptyAck(t, one.do(req))
+	}
+	waitFor(t, "every answer through the OpenAPI", func() bool { return len(api.Sent()) == callbacks })
+	if n := api.TokenFetches(); n != 1 {
+		t.Errorf("the two gateways fetched %d tokens, want 1", n)
+	}
+	if n := api.MaxPerSecond(""); n > rate {
+		t.Errorf("DingTalk saw %d calls in one second, over the api_rate of %d the gateways share", n, rate)
+	}
+	sends := api.Calls(dingtalktest.OpenAPIBatchSendPath)
+	if span, least := sends[len(sends)-1].At.Sub(sends[0].At), (callbacks-1)*openapi.Interval(rate)*9/10; span < least {
+		t.Errorf("%d sends took %v, want at least %v at %d a second", callbacks, span, least, rate)
+	}
 }
