@@ -195,12 +195,12 @@ func TestRelayFallsBackToTheOpenAPIForEveryReplyType(t *testing.T) {
 	}
 	after, _ := scrape(t, s.URL+"/metrics")
 	for series, want := range map[string]float64{
-		`caddy_dingtalk_webhook_posts_total{bot="openapi-bot",result="openapi"}`:                           float64(len(sent)),
-		`caddy_dingtalk_webhook_posts_total{bot="openapi-bot",result="expired"}`:                           float64(len(sent) - len(sent)/3),
-		`caddy_dingtalk_openapi_calls_total{api="token",bot="openapi-bot",result="ok"}`:                   1,
-		`caddy_dingtalk_openapi_calls_total{api="group_send",bot="openapi-bot",result="ok"}`:              float64(len(sent) / 2),
-		`caddy_dingtalk_openapi_calls_total{api="batch_send",bot="openapi-bot",result="ok"}`:              float64(len(sent) / 2),
-		`caddy_dingtalk_async_jobs_total{bot="openapi-bot",outcome="succeeded"}`:                          float64(len(sent)),
+		`caddy_dingtalk_webhook_posts_total{bot="openapi-bot",result="openapi"}`:             float64(len(sent)),
+		`caddy_dingtalk_webhook_posts_total{bot="openapi-bot",result="expired"}`:             float64(len(sent) - len(sent)/3),
+		`caddy_dingtalk_openapi_calls_total{api="token",bot="openapi-bot",result="ok"}`:      1,
+		`caddy_dingtalk_openapi_calls_total{api="group_send",bot="openapi-bot",result="ok"}`: float64(len(sent) / 2),
+		`caddy_dingtalk_openapi_calls_total{api="batch_send",bot="openapi-bot",result="ok"}`: float64(len(sent) / 2),
+		`caddy_dingtalk_async_jobs_total{bot="openapi-bot",outcome="succeeded"}`:             float64(len(sent)),
 	} {
 		if got := after[series] - before[series]; got != want {
 			t.Errorf("%s went up by %v, want %v", series, got, want)

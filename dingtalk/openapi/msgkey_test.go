@@ -10,7 +10,9 @@ import (
 )
 
 func TestFromOutgoingMapsEveryType(t *testing.T) {
-	btn := func(n string) dingtalk.ActionCardButton { return dingtalk.ActionCardButton{Title: n, ActionURL: "https://x/" + n} }
+	btn := func(n string) dingtalk.ActionCardButton {
+		return dingtalk.ActionCardButton{Title: n, ActionURL: "https://x/" + n}
+	}
 	mentioned := dingtalk.NewText("hi")
 	if err := mentioned.MentionSender(&dingtalk.Message{SenderStaffID: "user123"}); err != nil {
 		t.Fatal(err)
