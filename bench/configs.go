@@ -70,6 +70,15 @@ var configs = []config{
 	{name: "G", title: "B, remembering in a file", site: func(p peers) string {
 		return route(dingtalkHandler(fileStore(p, "G")), "reverse_proxy "+p.upstream)
 	}},
+	{name: "J", title: "E, its jobs in Redis", async: true, redis: true, site: func(p peers) string {
+		return route(dingtalkHandler(fmt.Sprintf(`
+			store redis {
+				address %s
+			}
+			async {
+				webhook_hosts %s
+			}`, p.redis, p.webhook)), reply)
+	}},
 }
 
 // fileStore is the option of a file store of its own for configuration name.

@@ -108,6 +108,7 @@ type relay struct {
 	// storeUnavailable applies on_error when recording a job fails.
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 	stopTaking       func() // ends the loop that takes jobs over, and waits for it
+	closing          atomic.Bool
 	// releaseStore lets the store close: Caddy cleans modules up in no set
 	// order, and the store must stay open until the jobs are settled.
 	releaseStore func()
@@ -494,6 +495,7 @@ func (rl *relay) post(j *job, msg []byte, logger *zap.Logger) bool {
 // only then is the store let go. A reload must not wait for jobs: Caddy
 // holds its config lock meanwhile.
 func (rl *relay) close() {
+	rl.closing.Store(true)
 	rl.stopTaking()
 	defer rl.releaseStore()
 	if !caddy.Exiting() {
