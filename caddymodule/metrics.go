@@ -108,10 +108,10 @@ func registerMetrics(ctx caddy.Context) error {
 	if registry == nil {
 		return errors.New("dingtalk: no metrics registry found")
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
 		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
-	} {
+	}, cardMetrics.collectors()...) {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
 			return fmt.Errorf("dingtalk: registering metrics: %v", err)
