@@ -95,8 +95,10 @@ func runSend(ctx context.Context, opts sendOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	if err := postCallback(ctx, target, secret, body, cmp.Or(opts.Timeout, defaultSendTimeout), stdout); err != nil {
-		if webhook != nil || api != nil {
-			err = fmt.Errorf("%w; not waiting for sessionWebhook posts or cards", err)
+		if webhook != nil {
+			err = fmt.Errorf("%w; not waiting for sessionWebhook posts", err)
+		} else if api != nil {
+			err = fmt.Errorf("%w; not waiting for AI cards", err)
 		}
 		return err
 	}
