@@ -341,31 +341,7 @@ func TestTwoGatewaysOnOneRedisShareTheCardBudget(t *testing.T) {
 	t.Cleanup(webhook.Close)
 	api := newFakeOpenAPI(t)
 	const rate = 10
-	siteFor := func(timeout string) string {
-		return fmt.Sprintf(`
-	route /robot {
-		dingtalk {
-			bot card-bot %q {
-				app_key %s
-			}
-			api_base %s
-			api_rate %d
-			store redis {
-				address %s
-				timeout %s
-			}
-			async {
-				webhook_hosts %s
-				card {
-					interval 10ms
-				}
-			}
-		}
-		reverse_proxy %s
-	}`, apiSecret, apiAppKey, api.URL, rate, srv.Addr, timeout, hostPort(webhook.URL), hostPort(backend.URL))
-	}
-	second := "http://127.0.0.1:" + freePort(t)
-	one := startGateway(t, site{FilterSign: true, Body: siteFor("1s"), Extra: second + " {" + siteFor("2s") + "\n}"})
+	one, second := startTwoGatewaysOnRedis(t, srv.Addr, api, webhook, backend, rate, "card {\n\t\t\t\t\tinterval 10ms\n\t\t\t\t}")
 	const callbacks = 6
 	for i := range callbacks {
 		url := one.URL
