@@ -101,6 +101,9 @@ func (s *FileStore) Cleanup() error {
 	return err
 }
 
+// retain implements retainer: the file stays open until release.
+func (s *FileStore) retain() (release func()) { return retainPooled(fileStores, s.poolKey) }
+
 // Claim implements Store. The claims are looked up in memory, in a table
 // like the memory store's that the file fills again when it is opened; the
 // file is a log of the changes, written down before Claim returns.
@@ -141,6 +144,7 @@ func (s *FileStore) Release(_ context.Context, key string, token Token) error {
 var (
 	_ Store              = (*FileStore)(nil)
 	_ caddy.Provisioner  = (*FileStore)(nil)
+	_ retainer           = (*FileStore)(nil)
 	_ caddy.CleanerUpper = (*FileStore)(nil)
 	_ caddy.Destructor   = (*fileDB)(nil)
 )
