@@ -42,8 +42,12 @@ func (r *renewal) fire() {
 
 // stop ends the renewals. It waits for one under way, so that no renewal
 // lands after what the holder writes next (the de-duplication record,
-// which a late renewal would shorten to a lease).
+// which a late renewal would shorten to a lease). Stopping nil, or twice,
+// does nothing.
 func (r *renewal) stop() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopped = true

@@ -83,6 +83,10 @@ type Async struct {
 	// fallback_text is posted, and the job is dropped and logged at ERROR.
 	// Default: 3.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+
+	// Show streamed answers as DingTalk AI cards that fill in as the text
+	// arrives. Default: none, a streamed answer is posted when it ends.
+	Card *AsyncCard `json:"card,omitempty"`
 }
 
 // relay runs accepted callbacks in the background. Each configuration has
@@ -93,14 +97,16 @@ type Async struct {
 // held under a lease that the job renews while it runs (relay_jobs.go):
 // when the holder dies or stops, the job is taken over.
 type relay struct {
-	cfg     Async
-	client  *dingtalk.WebhookClient
-	sender  *sender
-	report  *reporter
-	logger  *zap.Logger
-	admit   chan struct{} // one token per accepted job, running or waiting
-	workers chan struct{} // one token per running job
-	jobs    sync.WaitGroup
+	cfg    Async
+	client *dingtalk.WebhookClient
+	sender *sender
+	report *reporter
+	logger *zap.Logger
+	// cardRefusals holds the robots whose refused card was logged.
+	cardRefusals sync.Map
+	admit        chan struct{} // one token per accepted job, running or waiting
+	workers      chan struct{} // one token per running job
+	jobs         sync.WaitGroup
 
 	store  JobStore      // nil without a store: jobs live in this process only
 	lease  time.Duration // how long a job is held without renewal
@@ -108,6 +114,7 @@ type relay struct {
 	// storeUnavailable applies on_error when recording a job fails.
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 	stopTaking       func() // ends the loop that takes jobs over, and waits for it
+	closing          atomic.Bool
 	// releaseStore lets the store close: Caddy cleans modules up in no set
 	// order, and the store must stay open until the jobs are settled.
 	releaseStore func()
@@ -238,11 +245,13 @@ type job struct {
 	req   *http.Request
 	rec   *recordedResponse
 	next  caddyhttp.Handler
+	card  *cardWriter // nil without async card
 
 	id       string // in the store; empty when the job is not recorded
 	token    Token  // what holds the claim and the job
 	attempts int    // the holders that started the job, this one included
 	lost     atomic.Bool
+	renewal  *renewal // renews the leases while the job runs; nil before
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -274,7 +283,7 @@ func (rl *relay) execute(j *job) {
 	ctx, abandon := context.WithCancel(j.req.Context())
 	defer abandon()
 	j.req = j.req.WithContext(ctx)
-	renewal := renewEvery(rl.lease, func() { rl.renew(j, abandon) })
+	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
 	rl.renew(j, abandon) // the wait in the queue does not count
 
 	start := time.Now()
@@ -285,33 +294,31 @@ func (rl *relay) execute(j *job) {
 		zap.Duration("duration", took))
 	switch {
 	case j.lost.Load():
-		renewal.stop()
+		j.renewal.stop()
 		metrics.job(j.v.Bot, outcomeLeaseLost)
 		logger.Warn("dingtalk async job left to another holder: its lease lapsed while it ran (the store was unreachable or this process stalled)",
 			zap.String("outcome", outcomeLeaseLost))
 		return
+	case j.card.streaming():
+		// Part of the answer is in the chat already: the card ends here,
+		// also when Caddy stops, rather than start over elsewhere.
+		rl.finishCard(j, err, logger)
+		return
 	case err != nil && rl.ctx.Err() != nil:
-		renewal.stop()
 		rl.stopped(j, logger)
 		return
 	case err != nil:
-		outcome := outcomeFailed
-		if errors.Is(err, context.DeadlineExceeded) {
-			outcome = outcomeTimedOut
-		}
+		outcome := failureOutcome(err)
 		logger.Warn("dingtalk async route failed", zap.String("outcome", outcome), zap.Error(err))
 		if fallback := rl.fallback(j); fallback != nil {
 			rl.post(j, fallback, logger)
 		}
-		renewal.stop()
 		// The route gave no answer: let a redelivery try again, even when
 		// the fallback told the user that something went wrong.
 		rl.finish(j, outcome, logger, false)
 		return
 	}
-	answered := reply == nil || rl.post(j, reply, logger)
-	renewal.stop()
-	rl.finish(j, outcomeSucceeded, logger, answered)
+	rl.finish(j, outcomeSucceeded, logger, reply == nil || rl.post(j, reply, logger))
 }
 
 // renew extends the leases on the job's claim and record. When the record
@@ -334,6 +341,14 @@ func (rl *relay) renew(j *job, abandon context.CancelFunc) {
 	}
 }
 
+// failureOutcome is the outcome of a job whose route failed with err.
+func failureOutcome(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return outcomeTimedOut
+	}
+	return outcomeFailed
+}
+
 // Job outcomes, as logged and counted.
 const (
 	outcomeSucceeded = "succeeded"
@@ -350,6 +365,7 @@ const (
 // counts and logs the job's outcome: once the line is there, a redelivery
 // meets the settled claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
+	j.renewal.stop()
 	if j.claim != nil {
 		if answered {
 			j.claim.done(rl.postCtx)
@@ -386,6 +402,7 @@ func (rl *relay) jobLogger(j *job) *zap.Logger {
 // this one, restarted) to take over; otherwise the fallback text is posted,
 // and the job is dropped.
 func (rl *relay) stopped(j *job, logger *zap.Logger) {
+	j.renewal.stop()
 	if logger == nil {
 		logger = rl.jobLogger(j)
 	}
@@ -422,7 +439,7 @@ func (rl *relay) runRoute(j *job) (reply []byte, err error) {
 			err = fmt.Errorf("panic in the route: %v\n%s", p, debug.Stack())
 		}
 	}()
-	err = j.next.ServeHTTP(j.rec, j.req.WithContext(ctx))
+	err = j.next.ServeHTTP(rl.responseWriter(j, ctx), j.req.WithContext(ctx))
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr // the handler's own error says less: it saw its context end
 	}
@@ -469,11 +486,11 @@ func textMessage(content string) ([]byte, error) {
 
 // fallback is the message posted when the route failed, or nil.
 func (rl *relay) fallback(j *job) []byte {
-	if rl.cfg.FallbackText == "" {
+	text := rl.fallbackText(j)
+	if text == "" {
 		return nil
 	}
-	repl := j.req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	msg, err := textMessage(repl.ReplaceAll(rl.cfg.FallbackText, ""))
+	msg, err := textMessage(text)
 	if err != nil {
 		return nil
 	}
@@ -494,6 +511,7 @@ func (rl *relay) post(j *job, msg []byte, logger *zap.Logger) bool {
 // only then is the store let go. A reload must not wait for jobs: Caddy
 // holds its config lock meanwhile.
 func (rl *relay) close() {
+	rl.closing.Store(true)
 	rl.stopTaking()
 	defer rl.releaseStore()
 	if !caddy.Exiting() {
@@ -527,6 +545,8 @@ func (a Async) validate() error {
 		return errors.New("dingtalk: async workers and queue must not be negative")
 	case a.WebhookRetries != nil && *a.WebhookRetries < 0:
 		return errors.New("dingtalk: async webhook_retries must not be negative")
+	case a.Card != nil:
+		return a.Card.validate()
 	}
 	return nil
 }

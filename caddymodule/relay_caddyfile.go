@@ -18,6 +18,7 @@ import (
 //	    fallback_text <text>
 //	    drain <duration>
 //	    max_attempts <n>
+//	    card { ... }    (relay_card_caddyfile.go)
 //	}
 func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
@@ -57,6 +58,8 @@ func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &a.Drain)
 		case "max_attempts":
 			a.MaxAttempts, err = countArg(d, 1)
+		case "card":
+			a.Card, err = unmarshalCard(d)
 		default:
 			return d.Errf("unrecognized async subdirective %q", sub)
 		}

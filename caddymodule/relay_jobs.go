@@ -226,14 +226,27 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 	v := &a.Verified
 	j := &job{v: v, next: next, req: r, rec: newRecordedResponse(maxReplySize), id: rj.ID, token: rj.token, attempts: rj.Attempts}
 	logger := rl.jobLogger(j).With(zap.Int("attempts", j.attempts))
+	if rl.closing.Load() {
+		// Another handler's loop found it while this one drains: leave it
+		// for an instance that is not stopping.
+		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {
+			logger.Error("handing an async job back to the store", zap.Error(err))
+		}
+		return
+	}
 	if dedupe != nil {
-		var err error
-		if j.claim, err = dedupe.claim(r.Context(), v, j.token, dedupe.now()); err != nil {
+		// Not dedupe.claim: a job taken over is no callback, and when its
+		// message is held it is no duplicate delivery either.
+		c := new(claim)
+		held, err := dedupe.claimAs(r.Context(), v.storeKey, v.Message.MsgID, j.token, dedupe.now(), c)
+		if err != nil {
 			logger.Error("claiming the message of an async job taken over; handed back", zap.Error(err))
 			_ = rl.store.HandBackJob(rl.postCtx, j.id, j.token)
 			return
 		}
-		if j.claim == nil {
+		if held {
+			j.claim = c
+		} else {
 			rl.forget(j)
 			metrics.job(v.Bot, outcomeDropped)
 			logger.Info("dingtalk async job dropped: its message is answered or held by another holder", zap.String("outcome", outcomeDropped))
