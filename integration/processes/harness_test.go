@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	// The binary under test is built from these: importing them makes go
+	// test's cache see their changes, which it would not for a binary that
+	// TestMain builds.
+	_ "github.com/caddy-dingtalk/caddy-dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
