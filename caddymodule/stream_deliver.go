@@ -320,4 +320,3 @@ func (r *streamRoute) answerEvent(ctx context.Context, f *stream.Frame) stream.A
 	r.metrics.frame(topicEvent, frameDelivered)
 	return stream.EventAck(f.MessageID(), stream.EventSuccess)
 }
-
