@@ -57,7 +57,7 @@ type streamRoute struct {
 	deliverTo, cardsTo, eventsTo string
 	webhook                      *dingtalk.WebhookClient
 	store                        Store
-	dedupeTTL                    time.Duration
+	claims                       claims // of delivered messages' ids
 	single                       bool
 	lease                        time.Duration
 	logger                       *zap.Logger
@@ -129,11 +129,11 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 		return
 	}
 	logger = logger.With(zap.String("msg_id", msg.MsgID))
-	claims, err := r.claimMessage(ctx, f.MessageID(), msg.MsgID, start)
+	held, err := r.claimMessage(ctx, f.MessageID(), msg.MsgID, start)
 	switch {
 	case err != nil:
 		logger.Warn("dingtalk stream store unavailable; message delivered without de-duplication", zap.Error(err))
-	case claims == nil:
+	case held == nil:
 		r.metrics.frame(topicMessage, frameDuplicate)
 		logger.Info("dingtalk stream duplicate message; not delivered again")
 		return
@@ -146,7 +146,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	}
 	r.metrics.delivered(topicMessage, time.Since(start))
 	if err != nil {
-		claims.settle(false)
+		held.settle(ctx, false)
 		r.metrics.frame(topicMessage, frameFailed)
 		logger.Error("dingtalk stream message not delivered", zap.String("deliver_to", r.deliverTo), zap.Error(err))
 		return
@@ -156,7 +156,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	if reply != nil {
 		posted, answered = r.postReply(ctx, msg, reply, logger)
 	}
-	claims.settle(answered)
+	held.settle(ctx, answered)
 	r.metrics.frame(topicMessage, frameDelivered)
 	logger.Info("dingtalk stream message delivered", zap.Int("status", answer.status),
 		zap.String("webhook_result", posted), zap.Duration("duration", time.Since(start)))
@@ -203,55 +203,39 @@ func (r *streamRoute) postReply(ctx context.Context, msg *dingtalk.Message, repl
 
 // messageClaims hold a message's msgId and frame messageId while it is
 // delivered, so that a duplicate frame, by either id, is delivered once.
-type messageClaims struct {
-	r     *streamRoute
-	ctx   context.Context
-	token Token
-	keys  []string
-}
+type messageClaims []claim
 
 // claimMessage claims both ids of a message. It returns nil claims and no
 // error for a duplicate.
-func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string, now time.Time) (*messageClaims, error) {
-	c := &messageClaims{r: r, ctx: ctx, token: newClaimToken()}
+func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string, now time.Time) (messageClaims, error) {
 	prefix := "stream/" + r.clientID + "/"
-	if msgID != "" {
-		c.keys = append(c.keys, prefix+"msg/"+msgID)
-	}
-	if messageID != "" {
-		c.keys = append(c.keys, prefix+"frame/"+messageID)
-	}
+	keys := [][2]string{{prefix + "msg/" + msgID, msgID}, {prefix + "frame/" + messageID, messageID}}
 	ttl := time.Duration(streamDeliverRetries+1)*(streamDeliverTimeout+5*time.Second) + time.Minute
-	for i, key := range c.keys {
-		held, err := r.store.Claim(ctx, key, c.token, now, ttl)
-		if err != nil || !held {
-			c.keys = c.keys[:i]
-			c.settle(false)
-			if err != nil {
-				return nil, err
-			}
-			return nil, nil
+	held := make(messageClaims, 0, len(keys))
+	for _, key := range keys {
+		if key[1] == "" {
+			continue
 		}
+		var c claim
+		ok, err := r.claims.claimKey(ctx, key[0], key[1], now, ttl, &c)
+		if err != nil || !ok {
+			held.settle(ctx, false)
+			return nil, err
+		}
+		held = append(held, c)
 	}
-	return c, nil
+	return held, nil
 }
 
 // settle keeps the claims for the dedupe TTL when the message was
 // answered, and releases them otherwise, so that a redelivery can try
-// again. It is safe on nil claims (no store).
-func (c *messageClaims) settle(answered bool) {
-	if c == nil {
-		return
-	}
-	for _, key := range c.keys {
-		var err error
+// again.
+func (cs messageClaims) settle(ctx context.Context, answered bool) {
+	for i := range cs {
 		if answered {
-			err = c.r.store.Keep(c.ctx, key, c.token, time.Now(), c.r.dedupeTTL)
+			cs[i].done(ctx)
 		} else {
-			err = c.r.store.Release(c.ctx, key, c.token)
-		}
-		if err != nil {
-			c.r.logger.Warn("dingtalk stream store unavailable while settling a message", zap.Error(err))
+			cs[i].release(ctx)
 		}
 	}
 }
