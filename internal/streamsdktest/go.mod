@@ -1,6 +1,6 @@
 module github.com/caddy-dingtalk/caddy-dingtalk/internal/streamsdktest
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/caddy-dingtalk/caddy-dingtalk v0.0.0
