@@ -5,6 +5,7 @@
 //
 //	go run ./bench            # the comparison (about 2 minutes)
 //	go run ./bench -memory    # memory per remembered msgId
+//	go run ./bench -stream    # the Stream bridge against the same route over HTTP
 package main
 
 import (
@@ -33,6 +34,7 @@ type options struct {
 	pin      bool
 	profile  string
 	memory   bool
+	stream   bool
 	requests int64
 }
 
@@ -47,6 +49,7 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", false, "pin Caddy and the load generator to separate CPUs with taskset")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
+	flag.BoolVar(&o.stream, "stream", false, "compare the dingtalk_stream bridge with the same route fed over HTTP instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
 	flag.Parse()
 	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 {
@@ -105,7 +108,7 @@ func run(ctx context.Context, o options) error {
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
 		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, webhook: webhook}
-	if !o.memory {
+	if !o.memory && !o.stream {
 		// Like the tests, on a free loopback port; without redis-server,
 		// the configurations that need it are skipped.
 		redis, err := redistest.Run(dir)
@@ -120,6 +123,9 @@ func run(ctx context.Context, o options) error {
 	printHeader(ctx, bin, o, caddyCPUs)
 	if o.memory {
 		return runMemory(env)
+	}
+	if o.stream {
+		return runStream(env)
 	}
 	return runComparison(env)
 }

@@ -185,8 +185,12 @@ func (r StreamRobot) provision(repl *caddy.Replacer, store Store, logger *zap.Lo
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk_stream: robot %q: webhook_hosts: %v", r.Name, err)
 	}
-	if r.Lease < 0 {
-		return nil, fmt.Errorf("dingtalk_stream: robot %q: lease must not be negative", r.Name)
+	if r.Lease != 0 && time.Duration(r.Lease) < time.Second {
+		return nil, fmt.Errorf("dingtalk_stream: robot %q: lease must be at least 1s", r.Name)
+	}
+	if _, inMemory := store.(*MemoryStore); r.SingleConnection && inMemory {
+		logger.Warn("single_connection with the memory store keeps one connection per process, not one in all: configure the Redis store to share the lease",
+			zap.String("robot", r.Name))
 	}
 	lease := time.Duration(r.Lease)
 	if lease == 0 {
