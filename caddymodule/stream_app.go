@@ -188,8 +188,10 @@ func (r StreamRobot) provision(repl *caddy.Replacer, store Store, logger *zap.Lo
 	if r.Lease != 0 && time.Duration(r.Lease) < time.Second {
 		return nil, fmt.Errorf("dingtalk_stream: robot %q: lease must be at least 1s", r.Name)
 	}
-	if _, inMemory := store.(*MemoryStore); r.SingleConnection && inMemory {
-		logger.Warn("single_connection with the memory store keeps one connection per process, not one in all: configure the Redis store to share the lease",
+	if _, shared := store.(*RedisStore); r.SingleConnection && !shared {
+		// The memory store is the process's own, and a file store is
+		// locked by one process.
+		logger.Warn("single_connection without the Redis store keeps one connection per process, not one in all: configure the Redis store to share the lease",
 			zap.String("robot", r.Name))
 	}
 	lease := time.Duration(r.Lease)
