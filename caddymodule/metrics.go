@@ -95,7 +95,7 @@ func newModuleMetrics() *moduleMetrics {
 		}, []string{"bot", "result"}),
 		openAPICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "openapi_calls_total",
-			Help: "Calls to DingTalk's OpenAPI by bot, api (token, group_send, batch_send, download, other) and result (ok, qps_limit, quota, bad_parameter, unauthorized, error, budget_spent: refused by api_rate before calling).",
+			Help: "Calls to DingTalk's OpenAPI by bot, api (token, group_send, batch_send, download, card_create, card_streaming, card_instances, other) and result (ok, qps_limit, quota, bad_parameter, unauthorized, error, budget_spent: refused by api_rate before calling).",
 		}, []string{"bot", "api", "result"}),
 	}
 }
@@ -104,10 +104,10 @@ func newModuleMetrics() *moduleMetrics {
 // config being loaded. They are already there when another dingtalk
 // handler of the same config registered them first.
 func registerMetrics(ctx caddy.Context) error {
-	return registerCollectors(ctx,
+	return registerCollectors(ctx, append([]prometheus.Collector{
 		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
 		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
-	)
+	}, cardMetrics.collectors()...)...)
 }
 
 // registerCollectors puts collectors made once per process into the
@@ -193,6 +193,10 @@ var openAPIAPIs = map[string]string{
 	openapi.GroupSendPath: "group_send",
 	openapi.BatchSendPath: "batch_send",
 	openapi.DownloadPath:  "download",
+
+	openapi.CardCreatePath:    "card_create",
+	openapi.CardStreamingPath: "card_streaming",
+	openapi.CardInstancesPath: "card_instances",
 }
 
 // openAPICall returns what counts bot's OpenAPI calls (openapi.Config.OnCall).

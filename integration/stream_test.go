@@ -41,6 +41,9 @@ func (s *streamed) site(robot, route string) site {
 		}
 	}`, s.fake.URL, streamClientID, testSecret, hostPort(s.webhook.URL), robot),
 		Body: fmt.Sprintf(`
+	handle /metrics {
+		metrics
+	}
 	route /robot {
 		dingtalk {
 			secret %q
