@@ -258,16 +258,24 @@ func frameHeaders(f *stream.Frame) http.Header {
 	return h
 }
 
-// answerCard posts a card callback to cards_to and acks with its JSON answer.
-func (r *streamRoute) answerCard(ctx context.Context, f *stream.Frame) stream.Ack {
+// postCallback posts a card callback or an event to target (the
+// destination named name), for DingTalk's ack: within
+// streamCallbackTimeout, and failing unless the answer is a whole 2xx.
+func (r *streamRoute) postCallback(ctx context.Context, f *stream.Frame, topic, name, target string) (*streamAnswer, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, streamCallbackTimeout)
 	defer cancel()
-	answer, err := r.post(ctx, r.cardsTo, []byte(f.Data), frameHeaders(f))
-	r.metrics.delivered(topicCard, time.Since(start))
+	answer, err := r.post(ctx, target, []byte(f.Data), frameHeaders(f))
+	r.metrics.delivered(topic, time.Since(start))
 	if err == nil && (answer.status < 200 || answer.status > 299 || answer.overflow) {
-		err = fmt.Errorf("cards_to answered HTTP %d", answer.status)
+		err = fmt.Errorf("%s answered HTTP %d", name, answer.status)
 	}
+	return answer, err
+}
+
+// answerCard posts a card callback to cards_to and acks with its JSON answer.
+func (r *streamRoute) answerCard(ctx context.Context, f *stream.Frame) stream.Ack {
+	answer, err := r.postCallback(ctx, f, topicCard, "cards_to", r.cardsTo)
 	var ack stream.Ack
 	if err == nil {
 		ack = stream.CallbackAck(f.MessageID(), bytes.TrimSpace(answer.body))
@@ -287,15 +295,7 @@ func (r *streamRoute) answerCard(ctx context.Context, f *stream.Frame) stream.Ac
 // answerEvent posts an event to events_to and acks SUCCESS on a 2xx
 // answer, LATER otherwise.
 func (r *streamRoute) answerEvent(ctx context.Context, f *stream.Frame) stream.Ack {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, streamCallbackTimeout)
-	defer cancel()
-	answer, err := r.post(ctx, r.eventsTo, []byte(f.Data), frameHeaders(f))
-	r.metrics.delivered(topicEvent, time.Since(start))
-	if err == nil && (answer.status < 200 || answer.status > 299) {
-		err = fmt.Errorf("events_to answered HTTP %d", answer.status)
-	}
-	if err != nil {
+	if _, err := r.postCallback(ctx, f, topicEvent, "events_to", r.eventsTo); err != nil {
 		r.metrics.frame(topicEvent, frameLater)
 		r.logger.Warn("dingtalk stream event not taken; DingTalk delivers it again later",
 			zap.String("event_type", f.Headers[stream.HeaderEventType]), zap.String("event_id", f.Headers[stream.HeaderEventID]), zap.Error(err))

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,17 +11,6 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/stream"
 )
-
-// loopbackAddr returns a loopback address that was free a moment ago.
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // gatewayOf runs a Stream client in the place of a gateway: it acks each
 // robot message and posts an echo to its sessionWebhook, with the policy
@@ -53,7 +41,7 @@ func gatewayOf(t *testing.T, apiBase, clientID, secret, webhookAddr string) {
 }
 
 func TestStreamPushesAMessageToTheGatewayAndPrintsItsAnswer(t *testing.T) {
-	listen, webhookAddr := loopbackAddr(t), loopbackAddr(t)
+	listen, webhookAddr := freeAddr(t), freeAddr(t)
 	gatewayOf(t, "http://"+listen, "dingappkey1", testSecret, webhookAddr)
 	var out, errOut bytes.Buffer
 	err := runStream(context.Background(), streamOptions{
@@ -74,7 +62,7 @@ func TestStreamPushesAMessageToTheGatewayAndPrintsItsAnswer(t *testing.T) {
 }
 
 func TestStreamFailsWhenNoGatewayConnects(t *testing.T) {
-	listen, webhookAddr := loopbackAddr(t), loopbackAddr(t)
+	listen, webhookAddr := freeAddr(t), freeAddr(t)
 	// A gateway with the wrong secret is refused at every open.
 	gatewayOf(t, "http://"+listen, "dingappkey1", "not the secret", webhookAddr)
 	var out, errOut bytes.Buffer

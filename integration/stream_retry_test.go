@@ -44,7 +44,7 @@ func TestStreamRetriesAFailedDeliveryThenCountsAndLogsIt(t *testing.T) {
 	for series, want := range map[string]float64{
 		`caddy_dingtalk_stream_frames_total{outcome="delivered",robot="support",topic="message"}`: 1,
 		`caddy_dingtalk_stream_frames_total{outcome="failed",robot="support",topic="message"}`:    1,
-		`caddy_dingtalk_stream_delivery_duration_seconds_count{robot="support",topic="message"}`: 2,
+		`caddy_dingtalk_stream_delivery_duration_seconds_count{robot="support",topic="message"}`:  2,
 		`caddy_dingtalk_webhook_posts_total{bot="support",result="ok"}`:                           1,
 	} {
 		if got := after[series] - before[series]; got != want {
