@@ -207,7 +207,7 @@ func (r StreamRobot) provision(repl *caddy.Replacer, store Store, logger *zap.Lo
 		eventsTo:  r.EventsTo,
 		webhook:   &dingtalk.WebhookClient{Policy: policy},
 		store:     store,
-		claims:    claims{store: store, ttl: defaultStreamDedupeTTL, now: time.Now, logger: logger.With(zap.String("robot", r.Name)), idKey: "msg_id"},
+		claims:    claims{store: store, ttl: defaultStreamDedupeTTL, lease: defaultLease, now: time.Now, logger: logger.With(zap.String("robot", r.Name)), idKey: "msg_id"},
 		single:    r.SingleConnection,
 		lease:     lease,
 		logger:    logger.With(zap.String("robot", r.Name)),

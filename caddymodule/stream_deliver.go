@@ -139,6 +139,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 		return
 	}
 
+	stopRenewing := held.renew(ctx, r.claims.lease)
 	answer, err := r.postMessage(ctx, body)
 	var reply []byte
 	if err == nil {
@@ -146,6 +147,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	}
 	r.metrics.delivered(topicMessage, time.Since(start))
 	if err != nil {
+		stopRenewing()
 		held.settle(ctx, false)
 		r.metrics.frame(topicMessage, frameFailed)
 		logger.Error("dingtalk stream message not delivered", zap.String("deliver_to", r.deliverTo), zap.Error(err))
@@ -156,6 +158,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	if reply != nil {
 		posted, answered = r.postReply(ctx, msg, reply, logger)
 	}
+	stopRenewing()
 	held.settle(ctx, answered)
 	r.metrics.frame(topicMessage, frameDelivered)
 	logger.Info("dingtalk stream message delivered", zap.Int("status", answer.status),
@@ -210,14 +213,13 @@ type messageClaims []claim
 func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string, now time.Time) (messageClaims, error) {
 	prefix := "stream/" + r.clientID + "/"
 	keys := [][2]string{{prefix + "msg/" + msgID, msgID}, {prefix + "frame/" + messageID, messageID}}
-	ttl := time.Duration(streamDeliverRetries+1)*(streamDeliverTimeout+5*time.Second) + time.Minute
 	held := make(messageClaims, 0, len(keys))
 	for _, key := range keys {
 		if key[1] == "" {
 			continue
 		}
 		var c claim
-		ok, err := r.claims.claimKey(ctx, key[0], key[1], now, ttl, &c)
+		ok, err := r.claims.claimKey(ctx, key[0], key[1], now, &c)
 		if err != nil || !ok {
 			held.settle(ctx, false)
 			return nil, err
@@ -225,6 +227,17 @@ func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string,
 		held = append(held, c)
 	}
 	return held, nil
+}
+
+// renew keeps the claims' leases alive while the message is delivered,
+// until stop: a process that dies lets go of them within the lease.
+func (cs messageClaims) renew(ctx context.Context, lease time.Duration) (stop func()) {
+	renewal := renewEvery(lease, func() {
+		for i := range cs {
+			cs[i].renew(ctx)
+		}
+	})
+	return renewal.stop
 }
 
 // settle keeps the claims for the dedupe TTL when the message was

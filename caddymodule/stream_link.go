@@ -20,6 +20,10 @@ var streamLinks = caddy.NewUsagePool()
 // streamUserAgent is sent when a connection is opened.
 const streamUserAgent = "caddy-dingtalk"
 
+// streamShutdownGrace is how long deliveries under way may still run when
+// Caddy exits.
+const streamShutdownGrace = 10 * time.Second
+
 // streamLink is one robot's connection, kept up from the first config that
 // uses it until the last one is cleaned up. Frames go to the route of the
 // newest config that started.
@@ -90,7 +94,7 @@ func (l *streamLink) Destruct() error {
 	go func() { l.deliveries.Wait(); close(finished) }()
 	select {
 	case <-finished:
-	case <-time.After(shutdownGrace):
+	case <-time.After(streamShutdownGrace):
 		l.route.Load().logger.Warn("dingtalk stream deliveries still running at shutdown; ending them")
 		l.deliverCancel()
 		<-finished
