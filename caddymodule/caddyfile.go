@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -189,16 +191,23 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 // unmarshalStore parses `store <backend> { ... }` with the backend module's
 // own Caddyfile syntax.
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	raw, err := unmarshalStoreModule(d)
+	h.StoreRaw = raw
+	return err
+}
+
+// unmarshalStoreModule parses `store <backend> { ... }` into the store's
+// JSON module object, for the dingtalk handler and the dingtalk_stream app.
+func unmarshalStoreModule(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	backend := d.Val()
 	unm, err := caddyfile.UnmarshalModule(d, "dingtalk.stores."+backend)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", backend, nil)
-	return nil
+	return caddyconfig.JSONModuleObject(unm, "backend", backend, nil), nil
 }
 
 // singleArg reads exactly one argument.

@@ -456,18 +456,23 @@ func (rl *relay) runRoute(j *job) (reply []byte, err error) {
 // a DingTalk message JSON as is, other text wrapped as a text message,
 // nothing for an empty body or an empty message.
 func replyFromResponse(rec *recordedResponse) ([]byte, error) {
-	status := rec.statusCode()
+	return replyFromAnswer(rec.statusCode(), rec.header, rec.body.Bytes(), rec.overflow)
+}
+
+// replyFromAnswer is replyFromResponse for an answer's parts: an HTTP-mode
+// robot's answer, whether the route ran in the background or a Stream
+// message was delivered to it. overflow reports a body cut at maxReplySize.
+func replyFromAnswer(status int, header http.Header, body []byte, overflow bool) ([]byte, error) {
 	if status < 200 || status > 299 {
 		return nil, fmt.Errorf("the route answered HTTP %d", status)
 	}
-	if rec.overflow {
+	if overflow {
 		return nil, fmt.Errorf("the route's answer is larger than %d bytes", maxReplySize)
 	}
-	body := rec.body.Bytes()
 	if len(body) == 0 {
 		return nil, nil
 	}
-	if mediaType, _, _ := mime.ParseMediaType(rec.header.Get("Content-Type")); mediaType == "application/json" || json.Valid(body) {
+	if mediaType, _, _ := mime.ParseMediaType(header.Get("Content-Type")); mediaType == "application/json" || json.Valid(body) {
 		var m struct {
 			MsgType string `json:"msgtype"`
 		}
