@@ -217,10 +217,16 @@ func (h *Handler) Cleanup() error {
 
 // loadStore loads the configured store module, or the default in-memory one.
 func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
-	if h.StoreRaw == nil {
-		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "backend", "memory", nil)
+	return loadStore(ctx, h, &h.StoreRaw)
+}
+
+// loadStore loads the store module of a handler whose StoreRaw field raw
+// is, or the default in-memory one when it is not set.
+func loadStore(ctx caddy.Context, handler any, raw *json.RawMessage) (Store, error) {
+	if *raw == nil {
+		*raw = caddyconfig.JSONModuleObject(MemoryStore{}, "backend", "memory", nil)
 	}
-	mod, err := ctx.LoadModule(h, "StoreRaw")
+	mod, err := ctx.LoadModule(handler, "StoreRaw")
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk: loading store: %v", err)
 	}
