@@ -29,9 +29,14 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //
 //	dingtalk [<matcher>] {
 //	    secret <appSecret>
+//	    app_key <appKey>
 //	    bot <name> <appSecret> {
 //	        robot_code <code>
+//	        app_key <appKey>
 //	    }
+//	    api_base <url>
+//	    api_rate <n>
+//	    max_reply_chars <n>
 //	    max_age <duration>
 //	    max_future <duration>
 //	    max_body <size>
@@ -55,6 +60,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
+	shorthandAppKey := ""
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		if sub != "bot" {
@@ -72,6 +78,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "bot":
 			err = h.unmarshalBot(d)
+		case "app_key":
+			shorthandAppKey, err = singleArg(d)
+		case "api_base":
+			h.APIBase, err = singleArg(d)
+		case "api_rate":
+			h.APIRate, err = countArg(d, 1)
+		case "max_reply_chars":
+			h.MaxReplyChars, err = countArg(d, 1)
 		case "max_age":
 			err = durationArg(d, &h.MaxAge)
 		case "max_future":
@@ -79,25 +93,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body":
 			h.MaxBody, err = sizeArg(d)
 		case "dedupe":
-			var value string
-			if value, err = singleArg(d); err == nil {
-				if value == "off" {
-					h.DisableDedupe = true
-				} else {
-					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
-				}
+			if h.Dedupe, err = singleArg(d); err == nil && h.Dedupe != "off" {
+				var ttl caddy.Duration
+				err = parseDuration(d, "dedupe", h.Dedupe, &ttl)
 			}
 		case "replay_guard":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
-				h.DisableReplayGuard = !on
+				h.ReplayGuard = &on
 			}
 		case "replay_grace":
 			err = durationArg(d, &h.ReplayGrace)
 		case "forward_sign":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
-				h.StripSign = !on
+				h.ForwardSign = &on
 			}
 		case "log_text":
 			h.LogText, err = onOffArg(d)
@@ -114,6 +124,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if len(h.Bots) == 0 {
 		return d.Err("dingtalk needs at least one secret: `secret <appSecret>` or `bot <name> <appSecret>`")
+	}
+	if shorthandAppKey != "" {
+		if !seen["secret"] {
+			return d.Err("app_key goes with `secret`; a bot block takes its own app_key")
+		}
+		for i := range h.Bots {
+			if h.Bots[i].Name == defaultBotName {
+				h.Bots[i].AppKey = shorthandAppKey
+			}
+		}
 	}
 	return nil
 }
@@ -136,6 +156,15 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 				return err
 			}
 			b.RobotCode = code
+		case "app_key":
+			if b.AppKey != "" {
+				return d.Err("app_key is given twice")
+			}
+			key, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			b.AppKey = key
 		default:
 			return d.Errf("unrecognized bot subdirective %q", d.Val())
 		}

@@ -20,8 +20,8 @@ func init() {
 
 // Defaults of the dingtalk handler.
 const (
-	defaultMaxAge    = time.Hour // DingTalk's own rule
-	defaultMaxFuture = 5 * time.Minute
+	defaultMaxAge    = dingtalk.DefaultMaxAge
+	defaultMaxFuture = dingtalk.DefaultMaxFuture
 	defaultMaxBody   = 1 << 20
 	defaultDedupeTTL = 2 * time.Hour
 )
@@ -58,21 +58,19 @@ type Handler struct {
 	// The largest body accepted, in bytes. Default: 1 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
-	// How long an accepted msgId is remembered, so that DingTalk's
-	// redelivery of a slow callback is answered empty instead of being passed
-	// on a second time. Default: 2h.
-	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
+	// De-duplication: how long an accepted msgId is remembered, so that
+	// DingTalk's redelivery of a slow callback is answered empty instead of
+	// being passed on a second time. A duration such as "2h", or "off".
+	// Default: 2h.
+	Dedupe string `json:"dedupe,omitempty"`
 
-	// Turns msgId de-duplication off.
-	DisableDedupe bool `json:"disable_dedupe,omitempty"`
-
-	// Turns the replay guard off. The sign covers only the timestamp, not
-	// the body: whoever saw a valid timestamp and sign could send any body
-	// with them while the timestamp is in the window. The guard remembers
-	// which message first used each timestamp and sign, and rejects them
-	// with 401 when they come back with another msgId later than
-	// replay_grace after the timestamp.
-	DisableReplayGuard bool `json:"disable_replay_guard,omitempty"`
+	// The replay guard; false turns it off. The sign covers only the
+	// timestamp, not the body: whoever saw a valid timestamp and sign could
+	// send any body with them while the timestamp is in the window. The
+	// guard remembers which message first used each timestamp and sign, and
+	// rejects them with 401 when they come back with another msgId later
+	// than replay_grace after the timestamp. Default: true.
+	ReplayGuard *bool `json:"replay_guard,omitempty"`
 
 	// How long after its timestamp a timestamp and sign may still come
 	// with another msgId. Two genuine messages to one robot in the same
@@ -80,11 +78,11 @@ type Handler struct {
 	// from a log is useless after it. Default: 10s.
 	ReplayGrace caddy.Duration `json:"replay_grace,omitempty"`
 
-	// Removes the timestamp and sign headers before the next handler, for
-	// backends that do not verify the sign themselves. A sign is a credential
-	// until its timestamp leaves the window; not forwarding it keeps it out
-	// of the backend's logs.
-	StripSign bool `json:"strip_sign,omitempty"`
+	// Whether the timestamp and sign headers reach the next handler; false
+	// removes them, for backends that do not verify the sign themselves. A
+	// sign is a credential until its timestamp leaves the window; not
+	// forwarding it keeps it out of the backend's logs. Default: true.
+	ForwardSign *bool `json:"forward_sign,omitempty"`
 
 	// Adds the message's text, trimmed, to the INFO line logged for each
 	// accepted callback. Off by default: what people write to a robot is
@@ -102,15 +100,35 @@ type Handler struct {
 	// one memory through the Redis store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
 
+	// The base URL of DingTalk's OpenAPI, which bots with an app_key call.
+	// Plain http is allowed only to a loopback address (a local trial or a
+	// test's fake). Default: https://api.dingtalk.com.
+	APIBase string `json:"api_base,omitempty"`
+
+	// How many OpenAPI calls a second each bot with an app_key makes at
+	// most, spaced evenly. With the Redis store, the gateways sharing it
+	// stay under this rate together (and fetch one access token between
+	// them). Default: 20, DingTalk's limit per application and API.
+	APIRate int `json:"api_rate,omitempty"`
+
+	// How many characters a text or markdown reply the relay posts may
+	// have before it is split into several messages, posted in order; a
+	// part is also kept within DingTalk's byte limits. Default: 3500, above
+	// which DingTalk renders markdown badly.
+	MaxReplyChars int `json:"max_reply_chars,omitempty"`
+
 	bots     []bot
 	window   dingtalk.Window
 	dedupe   *deduper
 	replay   *replayGuard
 	failOpen bool // the store's on_error: pass callbacks on when it fails
 	relay    *relay
+	apiKeys  []string // the pooled OpenAPI clients this handler holds
 	report   *reporter
 	logger   *zap.Logger
 	now      func() time.Time
+
+	stripSign bool // forward_sign false: the sign headers stop here
 }
 
 // CaddyModule returns the Caddy module information.
@@ -137,8 +155,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBody == 0 {
 		h.MaxBody = defaultMaxBody
 	}
-	if h.DedupeTTL == 0 {
-		h.DedupeTTL = caddy.Duration(defaultDedupeTTL)
+	dedupeTTL, err := parseDedupe(h.Dedupe)
+	if err != nil {
+		return err
 	}
 	if h.ReplayGrace == 0 {
 		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
@@ -161,18 +180,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	metrics.forBots(bots, mode)
 	h.report = &reporter{logger: h.logger, logText: h.LogText}
 
-	if !h.DisableDedupe || !h.DisableReplayGuard {
+	guardReplays := h.ReplayGuard == nil || *h.ReplayGuard
+	h.stripSign = h.ForwardSign != nil && !*h.ForwardSign
+	if dedupeTTL > 0 || guardReplays || h.usesOpenAPI() {
 		store, err := h.loadStore(ctx)
 		if err != nil {
+			return err
+		}
+		if err := h.provisionOpenAPI(store); err != nil {
 			return err
 		}
 		if fo, ok := store.(FailOpener); ok {
 			h.failOpen = fo.FailOpen()
 		}
-		if !h.DisableDedupe {
-			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.now, h.report, h.logger, h.storeUnavailable)
+		if dedupeTTL > 0 {
+			h.dedupe = newDeduper(store, dedupeTTL, h.now, h.report, h.logger, h.storeUnavailable)
 		}
-		if !h.DisableReplayGuard {
+		if guardReplays {
 			grace := time.Duration(h.ReplayGrace)
 			h.replay = &replayGuard{store: store, grace: grace, ttl: h.window.MaxAge + h.window.MaxFuture + grace}
 		}
@@ -182,7 +206,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, h.report, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, dingtalk.ReplyLimits(h.MaxReplyChars), h.report, h.logger); err != nil {
 			return err
 		}
 	}
@@ -200,10 +224,29 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 {
 		return fmt.Errorf("dingtalk: max_body must not be negative")
 	}
-	if h.DedupeTTL < 0 || h.ReplayGrace < 0 {
-		return fmt.Errorf("dingtalk: dedupe_ttl and replay_grace must not be negative")
+	if h.ReplayGrace < 0 {
+		return fmt.Errorf("dingtalk: replay_grace must not be negative")
+	}
+	if h.APIRate < 0 || h.MaxReplyChars < 0 {
+		return fmt.Errorf("dingtalk: api_rate and max_reply_chars must not be negative")
 	}
 	return nil
+}
+
+// parseDedupe reads the dedupe field: 0 for "off", the default TTL when it
+// is empty.
+func parseDedupe(value string) (time.Duration, error) {
+	switch value {
+	case "":
+		return defaultDedupeTTL, nil
+	case "off":
+		return 0, nil
+	}
+	ttl, err := caddy.ParseDuration(value)
+	if err != nil || ttl <= 0 {
+		return 0, fmt.Errorf("dingtalk: dedupe: %q is neither off nor a positive duration such as 2h", value)
+	}
+	return ttl, nil
 }
 
 // Cleanup lets background jobs of this configuration finish on their own;
@@ -211,6 +254,10 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	if h.relay != nil {
 		h.relay.close()
+	}
+	unregisterRobots(h)
+	for _, key := range h.apiKeys {
+		_, _ = openAPIClients.Delete(key)
 	}
 	return nil
 }
