@@ -93,10 +93,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body":
 			h.MaxBody, err = sizeArg(d)
 		case "dedupe":
-			if h.Dedupe, err = singleArg(d); err == nil && h.Dedupe != "off" {
-				var ttl caddy.Duration
-				err = parseDuration(d, "dedupe", h.Dedupe, &ttl)
-			}
+			h.Dedupe, err = dedupeArg(d)
 		case "replay_guard":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
@@ -256,6 +253,16 @@ func parseDuration(d *caddyfile.Dispenser, name, value string, dst *caddy.Durati
 	}
 	*dst = caddy.Duration(dur)
 	return nil
+}
+
+// dedupeArg reads `dedupe off|<ttl>`, as the dedupe field has it.
+func dedupeArg(d *caddyfile.Dispenser) (string, error) {
+	value, err := singleArg(d)
+	if err == nil && value != "off" {
+		var ttl caddy.Duration
+		err = parseDuration(d, "dedupe", value, &ttl)
+	}
+	return value, err
 }
 
 // onOffArg reads one on/off argument.

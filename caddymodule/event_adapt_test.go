@@ -44,7 +44,7 @@ func TestEventCaddyfileErrors(t *testing.T) {
 // TestEventMatcher matches verified events by type, and never a request
 // the handler did not verify, whatever it claims.
 func TestEventMatcher(t *testing.T) {
-	h := newTestEventHandler(t, &EventHandler{DisableDedupe: true})
+	h := newTestEventHandler(t, &EventHandler{Dedupe: "off"})
 	var verified *http.Request
 	got := serveEvent(t, h, pushAt(t, []byte(`{"EventType":"bpms_task_change","eventId":"m1"}`), fixedNow), http.StatusOK)
 	if verified = got.reached; verified == nil {

@@ -62,14 +62,7 @@ func (h *EventHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body":
 			h.MaxBody, err = sizeArg(d)
 		case "dedupe":
-			var value string
-			if value, err = singleArg(d); err == nil {
-				if value == "off" {
-					h.DisableDedupe = true
-				} else {
-					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
-				}
-			}
+			h.Dedupe, err = dedupeArg(d)
 		case "store":
 			h.StoreRaw, err = storeArg(d)
 		default:

@@ -25,7 +25,7 @@ import (
 // explores the padding, length and owner-key checks behind the decryption;
 // otherwise they are the base64 text itself.
 func FuzzEventDecrypt(f *testing.F) {
-	h := newTestEventHandler(f, &EventHandler{DisableDedupe: true})
+	h := newTestEventHandler(f, &EventHandler{Dedupe: "off"})
 	h.logger = zap.NewNop() // a WARN per rejection would slow the fuzzer down
 	c := testEventCrypto(f)
 	key, _ := base64.StdEncoding.DecodeString(eventAESKey + "=")

@@ -68,14 +68,12 @@ type EventHandler struct {
 	// The largest body accepted, in bytes. Default: 1 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
-	// How long an answered event is remembered, so that DingTalk's
-	// redelivery is answered "success" instead of being passed on again.
-	// Events are known by their eventId; an event without one by a digest
-	// of its JSON, which a redelivery repeats. Default: 2h.
-	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
-
-	// Turns de-duplication off.
-	DisableDedupe bool `json:"disable_dedupe,omitempty"`
+	// De-duplication: how long an answered event is remembered, so that
+	// DingTalk's redelivery is answered "success" instead of being passed
+	// on again. Events are known by their eventId; an event without one by
+	// a digest of its JSON, which a redelivery repeats. A duration such as
+	// "2h", or "off". Default: 2h.
+	Dedupe string `json:"dedupe,omitempty"`
 
 	// Where answered events are remembered, as in the dingtalk handler.
 	// Default: the in-memory store.
@@ -104,19 +102,11 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.MaxAge == 0 {
-		h.MaxAge = caddy.Duration(defaultMaxAge)
+	h.window = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody)
+	dedupeTTL, err := parseDedupe(h.Dedupe)
+	if err != nil {
+		return err
 	}
-	if h.MaxFuture == 0 {
-		h.MaxFuture = caddy.Duration(defaultMaxFuture)
-	}
-	if h.MaxBody == 0 {
-		h.MaxBody = defaultMaxBody
-	}
-	if h.DedupeTTL == 0 {
-		h.DedupeTTL = caddy.Duration(defaultDedupeTTL)
-	}
-	h.window = dingtalk.Window{MaxAge: time.Duration(h.MaxAge), MaxFuture: time.Duration(h.MaxFuture)}
 
 	repl := caddy.NewReplacer()
 	var expanded [3]string
@@ -130,7 +120,8 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 		}
 		expanded[i] = value
 	}
-	crypto, err := event.New(expanded[0], expanded[1], expanded[2])
+	var crypto *event.Crypto
+	crypto, err = event.New(expanded[0], expanded[1], expanded[2])
 	if err != nil {
 		return fmt.Errorf("dingtalk_event: %v", err) // names lengths, never the values
 	}
@@ -143,7 +134,7 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 		metrics.events.WithLabelValues(outcome) // shows the series at 0 before the first push
 	}
 
-	if !h.DisableDedupe {
+	if dedupeTTL > 0 {
 		store, err := loadStore(ctx, h, &h.StoreRaw)
 		if err != nil {
 			return err
@@ -151,15 +142,15 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 		if fo, ok := store.(FailOpener); ok {
 			h.failOpen = fo.FailOpen()
 		}
-		h.claims = &claims{store: store, ttl: time.Duration(h.DedupeTTL), now: h.now, logger: h.logger, idKey: "event_id"}
+		h.claims = &claims{store: store, ttl: dedupeTTL, now: h.now, logger: h.logger, idKey: "event_id"}
 	}
 	return nil
 }
 
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *EventHandler) Validate() error {
-	if h.MaxAge < 0 || h.MaxFuture < 0 || h.DedupeTTL < 0 {
-		return errors.New("dingtalk_event: max_age, max_future and dedupe_ttl must not be negative")
+	if h.MaxAge < 0 || h.MaxFuture < 0 {
+		return errors.New("dingtalk_event: max_age and max_future must not be negative")
 	}
 	if h.MaxBody < 0 {
 		return errors.New("dingtalk_event: max_body must not be negative")

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/event"
 )
 
@@ -39,13 +38,8 @@ func (h *EventHandler) verify(r *http.Request, now time.Time) (*VerifiedEvent, *
 		return nil, newRejection(http.StatusUnauthorized, reasonMissingParams, "", errors.New("signature, timestamp or nonce parameter missing, empty or repeated"))
 	}
 
-	switch err := h.window.Check(timestamp, now); {
-	case errors.Is(err, dingtalk.ErrExpired):
-		return nil, newRejection(http.StatusUnauthorized, reasonExpired, "", err)
-	case errors.Is(err, dingtalk.ErrFuture):
-		return nil, newRejection(http.StatusUnauthorized, reasonFuture, "", err)
-	case err != nil:
-		return nil, newRejection(http.StatusUnauthorized, reasonBadTimestamp, "", err)
+	if rj := windowRejection(h.window.Check(timestamp, now)); rj != nil {
+		return nil, rj
 	}
 
 	body, err := readBody(r, h.MaxBody)

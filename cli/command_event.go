@@ -62,15 +62,9 @@ func runEvent(ctx context.Context, opts eventOptions, stdout, stderr io.Writer) 
 		return err
 	}
 	timeout := cmp.Or(opts.Timeout, defaultSendTimeout)
-	client := &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req.WithContext(ctx))
+	resp, answer, err := exchange(ctx, req, target, timeout)
 	if err != nil {
-		return reachError(ctx, target, timeout, err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxShownBody))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", target.Redacted(), err)
+		return err
 	}
 	fmt.Fprintln(stdout, resp.Status)
 	if resp.StatusCode != http.StatusOK {

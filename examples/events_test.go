@@ -3,15 +3,11 @@
 package examples
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestEvents runs the events example as its README does: Caddy answers the
@@ -68,15 +64,8 @@ func TestEvents(t *testing.T) {
 // event runs `caddy dingtalk event --url <the example's /events>` with the
 // subscription's variables, and args.
 func (ex *example) event(args ...string) (stdout, stderr string, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.caddy, append([]string{"dingtalk", "event", "--url", "http://" + ex.listen + "/events",
+	return ex.command("event", "/events", append([]string{
 		"--token-env", "DINGTALK_EVENT_TOKEN", "--aes-key-env", "DINGTALK_EVENT_AES_KEY", "--owner-key", "ding6ccabc44d2c8d38b"}, args...)...)
-	cmd.Env = ex.env
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
 }
 
 // expectEvent pushes an event with args and checks what `caddy dingtalk event` printed.

@@ -244,9 +244,14 @@ func (ex *example) caddy() {
 
 // send runs `caddy dingtalk send --url <the example's /robot> args...`.
 func (ex *example) send(args ...string) (stdout, stderr string, err error) {
+	return ex.command("send", "/robot", args...)
+}
+
+// command runs `caddy dingtalk <sub> --url <the example's path> args...`.
+func (ex *example) command(sub, path string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.caddy, append([]string{"dingtalk", "send", "--url", "http://" + ex.listen + "/robot"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin.caddy, append([]string{"dingtalk", sub, "--url", "http://" + ex.listen + path}, args...)...)
 	cmd.Env = ex.env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
