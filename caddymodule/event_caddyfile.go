@@ -28,6 +28,7 @@ func parseEventHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHan
 //	    max_future <duration>
 //	    max_body <size>
 //	    dedupe off|<ttl>
+//	    lease <duration>
 //	    store <backend> {
 //	        ...
 //	    }
@@ -59,6 +60,8 @@ func (h *EventHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.MaxAge)
 		case "max_future":
 			err = durationArg(d, &h.MaxFuture)
+		case "lease":
+			err = durationArg(d, &h.Lease)
 		case "max_body":
 			h.MaxBody, err = sizeArg(d)
 		case "dedupe":

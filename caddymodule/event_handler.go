@@ -75,6 +75,12 @@ type EventHandler struct {
 	// "2h", or "off". Default: 2h.
 	Dedupe string `json:"dedupe,omitempty"`
 
+	// How long an event in flight is held without renewal, as in the
+	// dingtalk handler: renewed while the rest of the route runs, it lapses
+	// when its holder died, so that DingTalk's redelivery is passed on.
+	// Default: 20s.
+	Lease caddy.Duration `json:"lease,omitempty"`
+
 	// Where answered events are remembered, as in the dingtalk handler.
 	// Default: the in-memory store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
@@ -106,6 +112,9 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 	dedupeTTL, err := parseDedupe(h.Dedupe)
 	if err != nil {
 		return err
+	}
+	if h.Lease == 0 {
+		h.Lease = caddy.Duration(defaultLease)
 	}
 
 	repl := caddy.NewReplacer()
@@ -142,15 +151,15 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 		if fo, ok := store.(FailOpener); ok {
 			h.failOpen = fo.FailOpen()
 		}
-		h.claims = &claims{store: store, ttl: dedupeTTL, now: h.now, logger: h.logger, idKey: "event_id"}
+		h.claims = &claims{store: store, ttl: dedupeTTL, lease: time.Duration(h.Lease), now: h.now, logger: h.logger, idKey: "event_id"}
 	}
 	return nil
 }
 
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *EventHandler) Validate() error {
-	if h.MaxAge < 0 || h.MaxFuture < 0 {
-		return errors.New("dingtalk_event: max_age and max_future must not be negative")
+	if h.MaxAge < 0 || h.MaxFuture < 0 || h.Lease < 0 {
+		return errors.New("dingtalk_event: max_age, max_future and lease must not be negative")
 	}
 	if h.MaxBody < 0 {
 		return errors.New("dingtalk_event: max_body must not be negative")
@@ -182,7 +191,7 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.passOn(w, r, v, now, next)
 	}
 	var c claim
-	held, err := h.claims.claimKey(r.Context(), v.storeKey, v.Event.ID, now, h.claims.ttl, &c)
+	held, err := h.claims.claimKey(r.Context(), v.storeKey, v.Event.ID, now, &c)
 	if err != nil {
 		if !h.failOpen {
 			return rejectRequest(w, r, repl, h.logger, &eventRejects, newRejection(http.StatusServiceUnavailable, reasonStoreDown, "", err))
