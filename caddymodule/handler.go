@@ -151,6 +151,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.bots = bots
+	warnOfTrialSecrets(h.logger, bots)
 
 	if err := registerMetrics(ctx); err != nil {
 		return err
@@ -195,16 +196,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *Handler) Validate() error {
 	if len(h.bots) == 0 {
-		return fmt.Errorf("dingtalk: at least one bot with a secret is required")
+		return fmt.Errorf("at least one bot with a secret is required")
 	}
 	if h.MaxAge < 0 || h.MaxFuture < 0 {
-		return fmt.Errorf("dingtalk: max_age and max_future must not be negative")
+		return fmt.Errorf("max_age and max_future must not be negative")
 	}
 	if h.MaxBody < 0 {
-		return fmt.Errorf("dingtalk: max_body must not be negative")
+		return fmt.Errorf("max_body must not be negative")
 	}
 	if h.ReplayGrace < 0 {
-		return fmt.Errorf("dingtalk: replay_grace must not be negative")
+		return fmt.Errorf("replay_grace must not be negative")
 	}
 	return nil
 }
@@ -220,7 +221,7 @@ func parseDedupe(value string) (time.Duration, error) {
 	}
 	ttl, err := caddy.ParseDuration(value)
 	if err != nil || ttl <= 0 {
-		return 0, fmt.Errorf("dingtalk: dedupe: %q is neither off nor a positive duration such as 2h", value)
+		return 0, fmt.Errorf("dedupe: %q is neither off nor a positive duration such as 2h", value)
 	}
 	return ttl, nil
 }
@@ -241,7 +242,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
 	}
 	mod, err := ctx.LoadModule(h, "StoreRaw")
 	if err != nil {
-		return nil, fmt.Errorf("dingtalk: loading store: %v", err)
+		return nil, fmt.Errorf("loading store: %v", err)
 	}
 	return mod.(Store), nil
 }

@@ -99,7 +99,7 @@ func newModuleMetrics() *moduleMetrics {
 func registerMetrics(ctx caddy.Context) error {
 	registry := ctx.GetMetricsRegistry()
 	if registry == nil {
-		return errors.New("dingtalk: no metrics registry found")
+		return errors.New("no metrics registry found")
 	}
 	for _, c := range []prometheus.Collector{
 		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
@@ -107,7 +107,7 @@ func registerMetrics(ctx caddy.Context) error {
 	} {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
-			return fmt.Errorf("dingtalk: registering metrics: %v", err)
+			return fmt.Errorf("registering metrics: %v", err)
 		}
 	}
 	return nil

@@ -58,7 +58,7 @@ func (s *MemoryStore) Provision(caddy.Context) error {
 		s.MaxEntries = defaultMaxEntries
 	}
 	if s.MaxEntries < 0 {
-		return fmt.Errorf("dingtalk: memory store max_entries must not be negative")
+		return fmt.Errorf("memory store max_entries must not be negative")
 	}
 	s.poolKey = fmt.Sprintf("memory/%d", s.MaxEntries)
 	table, _, err := memoryStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
