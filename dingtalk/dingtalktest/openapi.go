@@ -69,7 +69,8 @@ type Sent struct {
 // OpenAPI is a fake of DingTalk's OpenAPI on 127.0.0.1 that speaks the real
 // protocol: it issues access tokens to the apps it knows and refuses calls
 // without a valid one (401), checks and records robot sends, resolves download
-// codes to temporary URLs it serves itself, and answers scripted failures
+// codes to temporary URLs it serves itself, creates and records AI cards
+// and their updates (openapi_card.go), and answers scripted failures
 // (QPS limit, quota, bad parameter, 401) when told to. The embedded Recorder
 // holds every request, with its arrival time.
 type OpenAPI struct {
@@ -84,6 +85,7 @@ type OpenAPI struct {
 	media     map[string]Media     // by download code
 	files     map[string]string    // media URL id → download code
 	sent      []Sent
+	card      *cardState
 }
 
 type issuedToken struct {
@@ -115,6 +117,7 @@ func ListenOpenAPI(addr string, apps ...OpenAPIApp) (*OpenAPI, error) {
 		failures:  map[string][]Failure{},
 		media:     map[string]Media{},
 		files:     map[string]string{},
+		card:      newCardState(),
 	}
 	for _, app := range apps {
 		f.AddApp(app)
@@ -209,7 +212,7 @@ func (f *OpenAPI) answer(w http.ResponseWriter, r *http.Request) {
 		f.serveMedia(w, r)
 		return
 	}
-	if r.Method != http.MethodPost {
+	if r.Method != http.MethodPost && !(r.Method == http.MethodPut && isCardPath(r.URL.Path)) {
 		writeOpenAPIError(w, Failure{http.StatusMethodNotAllowed, "MethodNotAllowed", "method not allowed"})
 		return
 	}
@@ -232,6 +235,8 @@ func (f *OpenAPI) answer(w http.ResponseWriter, r *http.Request) {
 		f.acceptSend(w, r.URL.Path, app, body)
 	case OpenAPIDownloadPath:
 		f.resolveDownload(w, app, body)
+	case OpenAPICardCreatePath, OpenAPICardStreamingPath, OpenAPICardInstancesPath:
+		f.answerCard(w, r, app, body)
 	default:
 		writeOpenAPIError(w, Failure{http.StatusNotFound, "NotFound", "no such API in the fake"})
 	}

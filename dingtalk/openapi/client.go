@@ -173,7 +173,7 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 		switch {
 		case status == http.StatusUnauthorized && stale == "":
 			stale = token // once: a second 401 is the answer
-		case errors.Is(apiErr, ErrQPSLimit):
+		case errors.Is(apiErr, ErrQPSLimit) && retriesQPS(ctx):
 			if err := c.waitRetry(ctx, attempt); err != nil {
 				return fmt.Errorf("%w; stopped retrying: %w", apiErr, err)
 			}
