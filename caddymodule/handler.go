@@ -230,7 +230,7 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("replay_grace must not be negative")
 	}
 	if h.APIRate < 0 || h.MaxReplyChars < 0 {
-		return fmt.Errorf("dingtalk: api_rate and max_reply_chars must not be negative")
+		return fmt.Errorf("api_rate and max_reply_chars must not be negative")
 	}
 	return nil
 }
