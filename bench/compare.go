@@ -234,6 +234,8 @@ func printRatios(results map[string][]measurement) {
 	ratio("E/C throughput", "E", "C", measurement.rate, "", nil)
 	ratio("F/B throughput", "F", "B", measurement.rate, "", nil)
 	ratio("G/B throughput", "G", "B", measurement.rate, ">= 0.90", atLeast(0.90))
+	ratio("H/E throughput", "H", "E", measurement.rate, ">= 0.70", atLeast(0.70))
+	ratio("I/B throughput", "I", "B", measurement.rate, "", nil)
 	// Caddy's CPU time per request does not drop when other programs take
 	// the CPUs, as throughput does: the steadier view of the same cost.
 	ratio("B/A caddy CPU per request", "B", "A", measurement.cpuPer1k, "", nil)
