@@ -23,6 +23,11 @@ func adaptWithSecrets(t *testing.T, name, caddyfile string) (string, []string) {
 	t.Helper()
 	var values []string
 	for _, m := range secretVariable.FindAllStringSubmatch(caddyfile, -1) {
+		// A secret file's path is no secret, nor is an AppKey (the robot's
+		// Client ID, which it sends with its secret to get a token).
+		if strings.HasSuffix(m[1], "_FILE") || strings.HasSuffix(m[1], "APP_KEY") {
+			continue
+		}
 		value := "value-of-" + m[1] + "-must-not-be-in-the-json"
 		t.Setenv(m[1], value)
 		values = append(values, value)
@@ -63,7 +68,7 @@ func TestShippedCaddyfilesKeepSecretsOutOfTheJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			json, values := adaptWithSecrets(t, file, string(data))
-			if len(values) == 0 && strings.Contains(string(data), "dingtalk") {
+			if len(values) == 0 && strings.Contains(string(data), "dingtalk") && !strings.Contains(string(data), "secret {file.") {
 				t.Errorf("%s names no secret variable: is its secret written in the file?", file)
 			}
 			for _, value := range values {

@@ -120,6 +120,7 @@ func TestStreamingLLM(t *testing.T) {
 	needs(t, "python3")
 	ex := newExample(t, "streaming-llm")
 	ex.set("WORD_SECONDS", "0.02")
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/streaming-llm/backend.py")
 	api := ex.addr("API_BASE")
 	ex.set("API_BASE", "http://"+api)
