@@ -123,6 +123,9 @@ const memoryGenerations = 8
 // collide (about one in 10^14 for a full table of 100000) look like one key
 // held by another token: the newer message is taken for a duplicate and
 // answered empty, never passed on twice.
+//
+// Benchmarks: BenchmarkMemoryClaim, BenchmarkMemoryDuplicate and their
+// Parallel twins (BENCHMARKS.md, "Go benchmarks").
 type memoryTable struct {
 	shards  [memoryShards]memoryShard // first: each shard's lock line starts a cache line
 	seed    maphash.Seed
