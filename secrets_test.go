@@ -23,9 +23,10 @@ func adaptWithSecrets(t *testing.T, name, caddyfile string) (string, []string) {
 	t.Helper()
 	var values []string
 	for _, m := range secretVariable.FindAllStringSubmatch(caddyfile, -1) {
-		// A secret file's path is no secret, nor is an AppKey (the robot's
-		// Client ID, which it sends with its secret to get a token).
-		if strings.HasSuffix(m[1], "_FILE") || strings.HasSuffix(m[1], "APP_KEY") {
+		// A secret file's path is no secret, nor is a password's bcrypt hash
+		// (basic_auth keeps it in the JSON) or an AppKey (the robot's Client
+		// ID, which it sends with its secret to get a token).
+		if strings.HasSuffix(m[1], "_FILE") || strings.HasSuffix(m[1], "_HASH") || strings.HasSuffix(m[1], "APP_KEY") {
 			continue
 		}
 		value := "value-of-" + m[1] + "-must-not-be-in-the-json"

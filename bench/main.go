@@ -5,6 +5,7 @@
 //
 //	go run ./bench            # the comparison (about 2 minutes)
 //	go run ./bench -memory    # memory per remembered msgId
+//	go run ./bench -cards     # streamed answers as AI cards
 package main
 
 import (
@@ -34,6 +35,11 @@ type options struct {
 	profile  string
 	memory   bool
 	requests int64
+
+	cards           bool
+	cardStreams     int
+	cardTokens      int
+	cardConcurrency int
 }
 
 func main() {
@@ -48,8 +54,12 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
+	flag.BoolVar(&o.cards, "cards", false, "measure streamed answers shown as AI cards instead (against a fake OpenAPI)")
+	flag.IntVar(&o.cardStreams, "card-streams", 20, "with -cards: streamed answers per phase")
+	flag.IntVar(&o.cardTokens, "card-tokens", 100, "with -cards: tokens per answer")
+	flag.IntVar(&o.cardConcurrency, "card-concurrency", 8, "with -cards: answers at a time in the second phase (the first has 1)")
 	flag.Parse()
-	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 {
+	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.cardStreams < 1 || o.cardTokens < 1 || o.cardConcurrency < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration and -requests must be positive")
 		os.Exit(2)
 	}
@@ -120,6 +130,9 @@ func run(ctx context.Context, o options) error {
 	printHeader(ctx, bin, o, caddyCPUs)
 	if o.memory {
 		return runMemory(env)
+	}
+	if o.cards {
+		return runCards(env)
 	}
 	return runComparison(env)
 }

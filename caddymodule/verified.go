@@ -37,6 +37,8 @@ type accepted struct {
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it
 	keys      keyRoom                // where the store keys' bytes are
+
+	timestamp, sign string // the headers that were verified, for a durable async job's record
 }
 
 // keyRoom holds the bytes of a callback's keys in the store, so that they
@@ -191,6 +193,13 @@ func placeholderValue(v *Verified, name string) (string, bool) {
 		return m.SessionWebhook, true
 	case "create_at":
 		return m.CreateAt.String(), true
+	case "download_code": // the file of a picture, audio, video or file; a richText's first picture
+		if codes := m.DownloadCodes(); len(codes) > 0 {
+			return codes[0], true
+		}
+		return "", true
+	case "download_codes": // every picture of a richText, comma-separated
+		return strings.Join(m.DownloadCodes(), ","), true
 	}
 	return "", false
 }
