@@ -78,7 +78,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var size string
 			if size, err = singleArg(d); err == nil {
 				var n uint64
-				if n, err = humanize.ParseBytes(size); err != nil || n == 0 || n > 1<<40 {
+				if n, err = humanize.ParseBytes(size); err != nil || n == 0 || n > maxMaxBody {
 					return d.Errf("max_body: %q is not a size such as 1MiB", size)
 				}
 				h.MaxBody = int64(n)
