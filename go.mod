@@ -1,10 +1,11 @@
 module github.com/caddy-dingtalk/caddy-dingtalk
 
-go 1.26.8
+go 1.26.0
 
 require (
 	cel.dev/cel-go v0.32.0
 	github.com/caddyserver/caddy/v2 v2.11.9
+	github.com/coder/websocket v1.8.15
 	github.com/dustin/go-humanize v1.1.0
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.3

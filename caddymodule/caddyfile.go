@@ -84,25 +84,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.MaxBody = int64(n)
 			}
 		case "dedupe":
-			var value string
-			if value, err = singleArg(d); err == nil {
-				if value == "off" {
-					h.DisableDedupe = true
-				} else {
-					err = parseDuration(d, "dedupe", value, &h.DedupeTTL)
-				}
+			if h.Dedupe, err = singleArg(d); err == nil && h.Dedupe != "off" {
+				var ttl caddy.Duration
+				err = parseDuration(d, "dedupe", h.Dedupe, &ttl)
 			}
 		case "replay_guard":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
-				h.DisableReplayGuard = !on
+				h.ReplayGuard = &on
 			}
 		case "replay_grace":
 			err = durationArg(d, &h.ReplayGrace)
 		case "forward_sign":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
-				h.StripSign = !on
+				h.ForwardSign = &on
 			}
 		case "log_text":
 			h.LogText, err = onOffArg(d)

@@ -25,15 +25,74 @@ var emptyReply = func() []byte {
 	return body
 }()
 
+// claims takes keys in the store for the callbacks or events of one
+// handler and settles them: kept once what they name was answered, released
+// when answering failed, so that DingTalk's redelivery can try again. The
+// dingtalk handler's deduper and the dingtalk_event handler share it.
+type claims struct {
+	store  Store
+	ttl    time.Duration
+	now    func() time.Time // the handler's clock, for keeping a claim later
+	logger *zap.Logger
+	idKey  string // the log field naming what a key stands for: msg_id, event_id
+}
+
+// claim is one request's hold on a key.
+type claim struct {
+	c     *claims
+	key   string
+	token Token
+	id    string // what the key stands for, for logs
+}
+
+// claimKey takes key, which stands for id, for ttl from now into c (which
+// the caller provides, so that it can stay on its stack), reporting whether
+// c holds it: false when another request holds it already.
+func (cs *claims) claimKey(ctx context.Context, key, id string, now time.Time, ttl time.Duration, c *claim) (bool, error) {
+	*c = claim{c: cs, key: key, token: newClaimToken(), id: id}
+	return cs.store.Claim(ctx, key, c.token, now, ttl)
+}
+
+// keep holds the key for ttl from now.
+func (c *claim) keep(ctx context.Context, ttl time.Duration) {
+	if err := c.c.store.Keep(context.WithoutCancel(ctx), c.key, c.token, c.c.now(), ttl); err != nil {
+		c.c.logger.Error("extending a claim", zap.String(c.c.idKey, c.id), zap.Error(err))
+	}
+}
+
+// done marks what the key stands for as answered: redeliveries within the TTL are duplicates.
+func (c *claim) done(ctx context.Context) { c.keep(ctx, c.c.ttl) }
+
+// release forgets the key, so that a redelivery is passed on again. It
+// runs even when the request that made the claim is gone.
+func (c *claim) release(ctx context.Context) {
+	if err := c.c.store.Release(context.WithoutCancel(ctx), c.key, c.token); err != nil {
+		c.c.logger.Error("releasing a failed claim", zap.String(c.c.idKey, c.id), zap.Error(err))
+	}
+}
+
+// serveHeld runs serve while c holds its key, and releases the key unless
+// serve reports that it answered: also when serve panics, as reverse_proxy
+// does with http.ErrAbortHandler when the upstream breaks off its answer
+// after the headers, which leaves DingTalk with no answer.
+func (c *claim) serveHeld(ctx context.Context, serve func() (answered bool, err error)) error {
+	answered := false
+	defer func() {
+		if !answered {
+			c.release(ctx)
+		}
+	}()
+	var err error
+	answered, err = serve()
+	return err
+}
+
 // deduper passes each msgId on once within its TTL. A message is claimed
 // when it is accepted; the claim is kept once the message was answered and
 // released when answering failed, so that DingTalk's redelivery can try again.
 type deduper struct {
-	store  Store
-	ttl    time.Duration
-	now    func() time.Time // the handler's clock, for keeping a claim later
+	claims
 	report *reporter
-	logger *zap.Logger
 	// storeUnavailable applies on_error when a claim fails: nil means pass
 	// the callback on without a claim, an error is the answer to return.
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
@@ -41,15 +100,11 @@ type deduper struct {
 
 func newDeduper(store Store, ttl time.Duration, now func() time.Time, report *reporter, logger *zap.Logger,
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
-	return &deduper{store: store, ttl: ttl, now: now, report: report, logger: logger, storeUnavailable: storeUnavailable}
-}
-
-// claim is one request's hold on a msgId.
-type claim struct {
-	d     *deduper
-	key   string
-	token Token
-	msgID string
+	return &deduper{
+		claims:           claims{store: store, ttl: ttl, now: now, logger: logger, idKey: "msg_id"},
+		report:           report,
+		storeUnavailable: storeUnavailable,
+	}
 }
 
 // claim takes v's msgId for ttl from now, the time v was verified at. It
@@ -66,8 +121,7 @@ func (d *deduper) claim(ctx context.Context, v *Verified, now time.Time, ttl tim
 // take is claim into a claim the caller provides (serveOnce's stays on its
 // stack), reporting whether the msgId was taken.
 func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time.Duration, c *claim) (bool, error) {
-	*c = claim{d: d, key: v.storeKey, token: newClaimToken(), msgID: v.Message.MsgID}
-	held, err := d.store.Claim(ctx, c.key, c.token, now, ttl)
+	held, err := d.claimKey(ctx, v.storeKey, v.Message.MsgID, now, ttl, c)
 	if err != nil {
 		return false, err
 	}
@@ -76,24 +130,6 @@ func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time
 		return false, nil
 	}
 	return true, nil
-}
-
-// keep holds the msgId for ttl from now.
-func (c *claim) keep(ctx context.Context, ttl time.Duration) {
-	if err := c.d.store.Keep(context.WithoutCancel(ctx), c.key, c.token, c.d.now(), ttl); err != nil {
-		c.d.logger.Error("extending a message's claim", zap.String("msg_id", c.msgID), zap.Error(err))
-	}
-}
-
-// done marks the message as answered: redeliveries within the TTL are duplicates.
-func (c *claim) done(ctx context.Context) { c.keep(ctx, c.d.ttl) }
-
-// release forgets the msgId, so that a redelivery is passed on again. It
-// runs even when the request that made the claim is gone.
-func (c *claim) release(ctx context.Context) {
-	if err := c.d.store.Release(context.WithoutCancel(ctx), c.key, c.token); err != nil {
-		c.d.logger.Error("releasing a failed message's claim", zap.String("msg_id", c.msgID), zap.Error(err))
-	}
 }
 
 // serveOnce is the synchronous way through: claim the message and pass it
@@ -115,18 +151,10 @@ func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, a *accepted,
 	}
 	sw := &a.response
 	*sw = statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	answered := false
-	// Deferred, so that a panic releases the claim too: reverse_proxy
-	// panics with http.ErrAbortHandler when the upstream breaks off its
-	// answer after the headers, which leaves DingTalk with no answer.
-	defer func() {
-		if !answered {
-			c.release(r.Context())
-		}
-	}()
-	err = d.report.passOn(sw, r, v, next)
-	answered = err == nil && sw.status < http.StatusInternalServerError
-	return err
+	return c.serveHeld(r.Context(), func() (bool, error) {
+		err := d.report.passOn(sw, r, v, next)
+		return err == nil && sw.status < http.StatusInternalServerError, err
+	})
 }
 
 // appendDedupeKey appends the key that identifies a message to b: msgIds

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -36,5 +38,32 @@ func TestAbortedAnswerReleasesTheMessage(t *testing.T) {
 	}
 	if got := serve(h, signedAt(t, testSecret, fixedNow, body)); got.reached != nil || got.body != `{"msgtype":"empty"}` {
 		t.Fatalf("a redelivery after the answer was passed on (status %d)", got.status)
+	}
+}
+
+// The JSON's dedupe is what the Caddyfile's is: a duration, or "off".
+func TestDedupeJSON(t *testing.T) {
+	body := dingtalktest.Callback{Text: "hi", Now: fixedNow}.Body()
+	for _, tc := range []struct {
+		dedupe     string
+		secondPass bool
+	}{{"", false}, {"1h", false}, {"off", true}} {
+		var h Handler
+		config := `{"bots":[{"name":"default","secret":"` + testSecret + `"}],"dedupe":"` + tc.dedupe + `"}`
+		if err := json.Unmarshal([]byte(config), &h); err != nil {
+			t.Fatal(err)
+		}
+		provisionIn(t, newTestConfig(t), &h)
+		serve(&h, signedAt(t, testSecret, fixedNow, body))
+		if got := serve(&h, signedAt(t, testSecret, fixedNow, body)); (got.reached != nil) != tc.secondPass {
+			t.Errorf("dedupe %q: the redelivery reached the next handler: %v, want %v", tc.dedupe, got.reached != nil, tc.secondPass)
+		}
+	}
+	for _, bad := range []string{"soon", "0s", "-1h", "on"} {
+		h := Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Dedupe: bad}
+		err := h.Provision(newTestConfig(t))
+		if err == nil || !strings.Contains(err.Error(), `dedupe: "`+bad+`" is neither off nor a positive duration`) {
+			t.Errorf("dedupe %q: provisioning returned %v", bad, err)
+		}
 	}
 }

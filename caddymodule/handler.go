@@ -20,8 +20,8 @@ func init() {
 
 // Defaults of the dingtalk handler.
 const (
-	defaultMaxAge    = time.Hour // DingTalk's own rule
-	defaultMaxFuture = 5 * time.Minute
+	defaultMaxAge    = dingtalk.DefaultMaxAge
+	defaultMaxFuture = dingtalk.DefaultMaxFuture
 	defaultMaxBody   = 1 << 20
 	// maxMaxBody bounds max_body: the body is held in memory, and a limit
 	// near the int64 range would overflow the reader's limit+1.
@@ -61,21 +61,19 @@ type Handler struct {
 	// The largest body accepted, in bytes. Default: 1 MiB; at most 1 GiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
-	// How long an accepted msgId is remembered, so that DingTalk's
-	// redelivery of a slow callback is answered empty instead of being passed
-	// on a second time. Default: 2h.
-	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
+	// De-duplication: how long an accepted msgId is remembered, so that
+	// DingTalk's redelivery of a slow callback is answered empty instead of
+	// being passed on a second time. A duration such as "2h", or "off".
+	// Default: 2h.
+	Dedupe string `json:"dedupe,omitempty"`
 
-	// Turns msgId de-duplication off.
-	DisableDedupe bool `json:"disable_dedupe,omitempty"`
-
-	// Turns the replay guard off. The sign covers only the timestamp, not
-	// the body: whoever saw a valid timestamp and sign could send any body
-	// with them while the timestamp is in the window. The guard remembers
-	// which message first used each timestamp and sign, and rejects them
-	// with 401 when they come back with another msgId later than
-	// replay_grace after the timestamp.
-	DisableReplayGuard bool `json:"disable_replay_guard,omitempty"`
+	// The replay guard; false turns it off. The sign covers only the
+	// timestamp, not the body: whoever saw a valid timestamp and sign could
+	// send any body with them while the timestamp is in the window. The
+	// guard remembers which message first used each timestamp and sign, and
+	// rejects them with 401 when they come back with another msgId later
+	// than replay_grace after the timestamp. Default: true.
+	ReplayGuard *bool `json:"replay_guard,omitempty"`
 
 	// How long after its timestamp a timestamp and sign may still come
 	// with another msgId. Two genuine messages to one robot in the same
@@ -83,11 +81,11 @@ type Handler struct {
 	// from a log is useless after it. Default: 10s.
 	ReplayGrace caddy.Duration `json:"replay_grace,omitempty"`
 
-	// Removes the timestamp and sign headers before the next handler, for
-	// backends that do not verify the sign themselves. A sign is a credential
-	// until its timestamp leaves the window; not forwarding it keeps it out
-	// of the backend's logs.
-	StripSign bool `json:"strip_sign,omitempty"`
+	// Whether the timestamp and sign headers reach the next handler; false
+	// removes them, for backends that do not verify the sign themselves. A
+	// sign is a credential until its timestamp leaves the window; not
+	// forwarding it keeps it out of the backend's logs. Default: true.
+	ForwardSign *bool `json:"forward_sign,omitempty"`
 
 	// Adds the message's text, trimmed, to the INFO line logged for each
 	// accepted callback. Off by default: what people write to a robot is
@@ -114,6 +112,8 @@ type Handler struct {
 	report   *reporter
 	logger   *zap.Logger
 	now      func() time.Time
+
+	stripSign bool // forward_sign false: the sign headers stop here
 }
 
 // CaddyModule returns the Caddy module information.
@@ -140,8 +140,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBody == 0 {
 		h.MaxBody = defaultMaxBody
 	}
-	if h.DedupeTTL == 0 {
-		h.DedupeTTL = caddy.Duration(defaultDedupeTTL)
+	dedupeTTL, err := parseDedupe(h.Dedupe)
+	if err != nil {
+		return err
 	}
 	if h.ReplayGrace == 0 {
 		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
@@ -164,7 +165,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	metrics.forBots(bots, mode)
 	h.report = &reporter{logger: h.logger, logText: h.LogText}
 
-	if !h.DisableDedupe || !h.DisableReplayGuard {
+	guardReplays := h.ReplayGuard == nil || *h.ReplayGuard
+	h.stripSign = h.ForwardSign != nil && !*h.ForwardSign
+	if dedupeTTL > 0 || guardReplays {
 		store, err := h.loadStore(ctx)
 		if err != nil {
 			return err
@@ -172,10 +175,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if fo, ok := store.(FailOpener); ok {
 			h.failOpen = fo.FailOpen()
 		}
-		if !h.DisableDedupe {
-			h.dedupe = newDeduper(store, time.Duration(h.DedupeTTL), h.now, h.report, h.logger, h.storeUnavailable)
+		if dedupeTTL > 0 {
+			h.dedupe = newDeduper(store, dedupeTTL, h.now, h.report, h.logger, h.storeUnavailable)
 		}
-		if !h.DisableReplayGuard {
+		if guardReplays {
 			grace := time.Duration(h.ReplayGrace)
 			h.replay = &replayGuard{store: store, grace: grace, ttl: h.window.MaxAge + h.window.MaxFuture + grace}
 		}
@@ -203,10 +206,26 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
 		return fmt.Errorf("dingtalk: max_body must be between 0 and 1GiB")
 	}
-	if h.DedupeTTL < 0 || h.ReplayGrace < 0 {
-		return fmt.Errorf("dingtalk: dedupe_ttl and replay_grace must not be negative")
+	if h.ReplayGrace < 0 {
+		return fmt.Errorf("dingtalk: replay_grace must not be negative")
 	}
 	return nil
+}
+
+// parseDedupe reads the dedupe field: 0 for "off", the default TTL when it
+// is empty.
+func parseDedupe(value string) (time.Duration, error) {
+	switch value {
+	case "":
+		return defaultDedupeTTL, nil
+	case "off":
+		return 0, nil
+	}
+	ttl, err := caddy.ParseDuration(value)
+	if err != nil || ttl <= 0 {
+		return 0, fmt.Errorf("dingtalk: dedupe: %q is neither off nor a positive duration such as 2h", value)
+	}
+	return ttl, nil
 }
 
 // Cleanup lets background jobs of this configuration finish on their own;

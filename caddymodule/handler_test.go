@@ -85,7 +85,7 @@ func signedAt(t testing.TB, secret string, at time.Time, body []byte) *http.Requ
 }
 
 func TestWindowBoundariesWithInjectedClock(t *testing.T) {
-	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, MaxAge: caddy.Duration(time.Hour), MaxFuture: caddy.Duration(time.Minute), DisableDedupe: true})
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, MaxAge: caddy.Duration(time.Hour), MaxFuture: caddy.Duration(time.Minute), Dedupe: "off"})
 	cases := []struct {
 		offset time.Duration
 		status int

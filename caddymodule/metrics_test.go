@@ -25,7 +25,7 @@ func TestMetricsSurviveReloadsAndSharedConfigs(t *testing.T) {
 	for load := 1; load <= 2; load++ {
 		ctx := newTestConfig(t)
 		for range 2 {
-			h := provisionIn(t, ctx, &Handler{Bots: []Bot{{Name: name, Secret: testSecret}}, DisableDedupe: true})
+			h := provisionIn(t, ctx, &Handler{Bots: []Bot{{Name: name, Secret: testSecret}}, Dedupe: "off"})
 			if got := serve(h, signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi"}.Body())); got.reached == nil {
 				t.Fatalf("load %d: rejected: %q", load, got.reason)
 			}

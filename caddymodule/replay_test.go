@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 
@@ -79,7 +77,7 @@ func TestReplayRefusedUntilTheTimestampLeavesTheWindow(t *testing.T) {
 // and is passed on again after it: DingTalk's redeliveries come within the TTL.
 func TestDuplicateUntilTheDedupeTTL(t *testing.T) {
 	const ttl = 3 * time.Hour // longer than max_age: each redelivery is signed anew
-	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, DedupeTTL: caddy.Duration(ttl)})
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Dedupe: ttl.String()})
 	start := time.Now().Truncate(time.Millisecond).Add(-48 * time.Hour)
 	now := start
 	h.now = func() time.Time { return now }

@@ -127,6 +127,7 @@ type memoryTable struct {
 	shards  [memoryShards]memoryShard // first: each shard's lock line starts a cache line
 	seed    maphash.Seed
 	genSize uint32 // how many keys a generation holds
+	jobs    *memoryJobs
 }
 
 // memoryShard keeps what a claim writes besides its slot and filter block
@@ -154,7 +155,7 @@ type filterBlock [memoryGenerations]uint64
 func newMemoryTable(maxEntries int) *memoryTable {
 	perShard := (maxEntries + memoryShards - 1) / memoryShards
 	genSize := max(1, (perShard+memoryGenerations-1)/memoryGenerations)
-	t := &memoryTable{seed: maphash.MakeSeed(), genSize: uint32(genSize)}
+	t := &memoryTable{seed: maphash.MakeSeed(), genSize: uint32(genSize), jobs: &memoryJobs{jobs: make(map[string]*memoryJob)}}
 	slots := 2
 	for slots*7 < genSize*8 {
 		slots *= 2 // a full generation fills at most seven eighths of its slots, as a Go map would

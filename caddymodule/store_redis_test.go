@@ -376,3 +376,20 @@ func TestRedisStoreKeepAndReleaseAreAtomicUnderContention(t *testing.T) {
 		t.Errorf("only %d long claims were made: the contention did not happen", longHolds.Load())
 	}
 }
+
+func TestRedisStoreConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	testStoreConformance(t, storeHarness{
+		open: func(t *testing.T) Store {
+			raw := inspect(t, srv.Addr)
+			if err := raw.FlushAll(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			return provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
+		},
+		// A new process connects anew: the same data, another client.
+		reopen: func(t *testing.T, _ Store) Store {
+			return provisionRedis(t, &RedisStore{Address: srv.Addr, Timeout: testTimeout})
+		},
+	})
+}

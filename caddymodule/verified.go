@@ -103,7 +103,7 @@ func (h *Handler) prepareForward(r *http.Request, repl *caddy.Replacer, a *accep
 	}
 	a.botHeader[0] = v.Bot
 	r.Header[headerBot] = a.botHeader[:]
-	if h.StripSign {
+	if h.stripSign {
 		r.Header.Del(dingtalk.HeaderTimestamp)
 		r.Header.Del(dingtalk.HeaderSign)
 	}

@@ -35,7 +35,7 @@ const (
 func FuzzVerify(f *testing.F) {
 	bots := []Bot{{Name: "old", Secret: "old secret"}, {Name: "coded", Secret: testSecret, RobotCode: "dingrobot1"}}
 	const maxBody = 4096
-	h := newTestHandler(f, &Handler{Bots: bots, MaxBody: maxBody, DisableDedupe: true, DisableReplayGuard: true})
+	h := newTestHandler(f, &Handler{Bots: bots, MaxBody: maxBody, Dedupe: "off", ReplayGuard: new(false)})
 	h.logger = zap.NewNop() // a WARN with a stack trace per rejection would slow the fuzzer down tenfold
 
 	ts := strconv.FormatInt(fixedNow.UnixMilli(), 10)

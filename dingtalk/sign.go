@@ -131,6 +131,12 @@ func decimal(s string) (int64, bool) {
 	return n, true
 }
 
+// The window a gateway uses unless configured otherwise.
+const (
+	DefaultMaxAge    = time.Hour // DingTalk's own rule
+	DefaultMaxFuture = 5 * time.Minute
+)
+
 // Window is the range of timestamps accepted around the receiver's clock.
 type Window struct {
 	// MaxAge is how far in the past a timestamp may be. DingTalk's own rule is one hour.

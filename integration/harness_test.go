@@ -17,7 +17,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/caddy-dingtalk/caddy-dingtalk/caddymodule"
+	_ "github.com/caddy-dingtalk/caddy-dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 

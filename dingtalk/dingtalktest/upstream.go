@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"time"
 )
 
 // Received is one request a fake server saw.
@@ -14,6 +15,7 @@ type Received struct {
 	Path   string
 	Header http.Header
 	Body   []byte
+	At     time.Time // when it arrived
 }
 
 // Recorder is an HTTP server on loopback that records every request and
@@ -47,7 +49,7 @@ func startRecorder(srv *httptest.Server, handler http.HandlerFunc) *Recorder {
 func (rec *Recorder) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	rec.mu.Lock()
-	rec.received = append(rec.received, Received{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body})
+	rec.received = append(rec.received, Received{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: body, At: time.Now()})
 	rec.mu.Unlock()
 	select {
 	case rec.notify <- struct{}{}:

@@ -1,4 +1,7 @@
-package caddymodule
+// Package cli is the `caddy dingtalk` command: tools that sign and send DingTalk
+// robot callbacks to try a caddy-dingtalk gateway. It is a client of the
+// gateway, registered with Caddy's command line, and never runs inside it.
+package cli
 
 import (
 	"os"

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"errors"
@@ -40,13 +40,13 @@ func runSign(opts signOptions, stdout, stderr io.Writer) error {
 	}
 	// The sign covers the header text as given, so a given timestamp is
 	// signed verbatim, not re-formatted; it only has to be a valid one.
-	switch err := (dingtalk.Window{MaxAge: defaultMaxAge, MaxFuture: defaultMaxFuture}).Check(ts, now); {
+	switch err := (dingtalk.Window{MaxAge: dingtalk.DefaultMaxAge, MaxFuture: dingtalk.DefaultMaxFuture}).Check(ts, now); {
 	case errors.Is(err, dingtalk.ErrMalformedTimestamp):
 		return fmt.Errorf("--timestamp %q is not a decimal count of milliseconds since the epoch, like 1577262236757", ts)
 	case errors.Is(err, dingtalk.ErrExpired):
-		fmt.Fprintf(stderr, "note: timestamp %s is more than %s old: a gateway with the default max_age rejects it\n", ts, shortDuration(defaultMaxAge))
+		fmt.Fprintf(stderr, "note: timestamp %s is more than %s old: a gateway with the default max_age rejects it\n", ts, shortDuration(dingtalk.DefaultMaxAge))
 	case errors.Is(err, dingtalk.ErrFuture):
-		fmt.Fprintf(stderr, "note: timestamp %s is more than %s ahead: a gateway with the default max_future rejects it\n", ts, shortDuration(defaultMaxFuture))
+		fmt.Fprintf(stderr, "note: timestamp %s is more than %s ahead: a gateway with the default max_future rejects it\n", ts, shortDuration(dingtalk.DefaultMaxFuture))
 	}
 
 	sign := dingtalk.Sign(secret, ts)

@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"bytes"
@@ -16,6 +16,9 @@ import (
 
 // The protocol notes' test vectors.
 const vectorTimestamp = "1577262236757"
+
+// testSecret is the secret of the tests' fake gateways.
+const testSecret = "this is a secret"
 
 var signVectors = []struct{ secret, sign string }{
 	{"this is a secret", "DJrE6qdyVGCQz9z5r2MDuNcNAhwYnuAkyj13cx169CA="},
