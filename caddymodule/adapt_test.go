@@ -110,6 +110,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"async unknown", false, "dingtalk {\n secret s\n async {\n  wait 1s\n }\n}", `unrecognized async subdirective "wait"`},
 		{"async duplicate", false, "dingtalk {\n secret s\n async {\n  workers 1\n  workers 2\n }\n}", "async: workers is given twice"},
 		{"async workers zero", false, "dingtalk {\n secret s\n async {\n  workers 0\n }\n}", `workers: "0" is not a whole number of at least 1`},
+		{"app_key without secret", false, "dingtalk {\n bot a s\n app_key k\n}", "app_key goes with `secret`"},
+		{"app_key twice", false, "dingtalk {\n bot a s {\n  app_key k\n  app_key k2\n }\n}", "app_key is given twice"},
+		{"api_rate zero", false, "dingtalk {\n secret s\n api_rate 0\n}", `api_rate: "0" is not a whole number of at least 1`},
+		{"max_reply_chars words", false, "dingtalk {\n secret s\n max_reply_chars many\n}", `max_reply_chars: "many" is not a whole number`},
 		{"async no hosts", false, "dingtalk {\n secret s\n async {\n  webhook_hosts\n }\n}", "wrong argument count"},
 		// dingtalk_reply
 		{"unknown type", true, `dingtalk_reply txt hello`, `unknown type "txt"`},

@@ -27,8 +27,17 @@ type Bot struct {
 	Secret string `json:"secret"`
 
 	// When set, a callback signed with this bot's secret must carry this
-	// robotCode in its body, or it is rejected with 403.
+	// robotCode in its body, or it is rejected with 403. It also names the
+	// robot in OpenAPI sends (default: app_key).
 	RobotCode string `json:"robot_code,omitempty"`
+
+	// The robot application's AppKey (also called Client ID). With it, and
+	// the secret, the gateway calls DingTalk's OpenAPI as this robot: the
+	// async relay sends a reply through it when the sessionWebhook is
+	// missing or expired, and dingtalk_send and dingtalk_media use it.
+	// Without it nothing calls the OpenAPI. `{env.*}` and `{file.*}`
+	// placeholders are expanded when the config is loaded.
+	AppKey string `json:"app_key,omitempty"`
 }
 
 // bot is a provisioned Bot: its secret expanded into a verifier.
@@ -38,6 +47,7 @@ type bot struct {
 	robotCode string
 	replayID  string
 	metrics   *botMetrics // its series in the handler's mode
+	api       *robotAPI   // nil without an AppKey
 }
 
 // replayID names a secret in the replay guard's keys. A verified sign is the

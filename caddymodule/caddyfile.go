@@ -27,9 +27,14 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //
 //	dingtalk [<matcher>] {
 //	    secret <appSecret>
+//	    app_key <appKey>
 //	    bot <name> <appSecret> {
 //	        robot_code <code>
+//	        app_key <appKey>
 //	    }
+//	    api_base <url>
+//	    api_rate <n>
+//	    max_reply_chars <n>
 //	    max_age <duration>
 //	    max_future <duration>
 //	    max_body <size>
@@ -53,6 +58,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
+	shorthandAppKey := ""
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		if sub != "bot" {
@@ -70,6 +76,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "bot":
 			err = h.unmarshalBot(d)
+		case "app_key":
+			shorthandAppKey, err = singleArg(d)
+		case "api_base":
+			h.APIBase, err = singleArg(d)
+		case "api_rate":
+			h.APIRate, err = countArg(d, 1)
+		case "max_reply_chars":
+			h.MaxReplyChars, err = countArg(d, 1)
 		case "max_age":
 			err = durationArg(d, &h.MaxAge)
 		case "max_future":
@@ -116,6 +130,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(h.Bots) == 0 {
 		return d.Err("dingtalk needs at least one secret: `secret <appSecret>` or `bot <name> <appSecret>`")
 	}
+	if shorthandAppKey != "" {
+		if !seen["secret"] {
+			return d.Err("app_key goes with `secret`; a bot block takes its own app_key")
+		}
+		for i := range h.Bots {
+			if h.Bots[i].Name == defaultBotName {
+				h.Bots[i].AppKey = shorthandAppKey
+			}
+		}
+	}
 	return nil
 }
 
@@ -137,6 +161,15 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 				return err
 			}
 			b.RobotCode = code
+		case "app_key":
+			if b.AppKey != "" {
+				return d.Err("app_key is given twice")
+			}
+			key, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			b.AppKey = key
 		default:
 			return d.Errf("unrecognized bot subdirective %q", d.Val())
 		}

@@ -103,12 +103,30 @@ type Handler struct {
 	// one memory through the Redis store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
 
+	// The base URL of DingTalk's OpenAPI, which bots with an app_key call.
+	// Plain http is allowed only to a loopback address (a local trial or a
+	// test's fake). Default: https://api.dingtalk.com.
+	APIBase string `json:"api_base,omitempty"`
+
+	// How many OpenAPI calls a second each bot with an app_key makes at
+	// most, spaced evenly. With the Redis store, the gateways sharing it
+	// stay under this rate together (and fetch one access token between
+	// them). Default: 20, DingTalk's limit per application and API.
+	APIRate int `json:"api_rate,omitempty"`
+
+	// How many characters a text or markdown reply the relay posts may
+	// have before it is split into several messages, posted in order; a
+	// part is also kept within DingTalk's byte limits. Default: 3500, above
+	// which DingTalk renders markdown badly.
+	MaxReplyChars int `json:"max_reply_chars,omitempty"`
+
 	bots     []bot
 	window   dingtalk.Window
 	dedupe   *deduper
 	replay   *replayGuard
 	failOpen bool // the store's on_error: pass callbacks on when it fails
 	relay    *relay
+	apiKeys  []string // the pooled OpenAPI clients this handler holds
 	report   *reporter
 	logger   *zap.Logger
 	now      func() time.Time
@@ -167,9 +185,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	guardReplays := h.ReplayGuard == nil || *h.ReplayGuard
 	h.stripSign = h.ForwardSign != nil && !*h.ForwardSign
-	if dedupeTTL > 0 || guardReplays {
+	if dedupeTTL > 0 || guardReplays || h.usesOpenAPI() {
 		store, err := h.loadStore(ctx)
 		if err != nil {
+			return err
+		}
+		if err := h.provisionOpenAPI(store); err != nil {
 			return err
 		}
 		if fo, ok := store.(FailOpener); ok {
@@ -188,7 +209,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, h.report, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, dingtalk.ReplyLimits(h.MaxReplyChars), h.report, h.logger); err != nil {
 			return err
 		}
 	}
@@ -208,6 +229,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.ReplayGrace < 0 {
 		return fmt.Errorf("dingtalk: replay_grace must not be negative")
+	}
+	if h.APIRate < 0 || h.MaxReplyChars < 0 {
+		return fmt.Errorf("dingtalk: api_rate and max_reply_chars must not be negative")
 	}
 	return nil
 }
@@ -233,6 +257,10 @@ func parseDedupe(value string) (time.Duration, error) {
 func (h *Handler) Cleanup() error {
 	if h.relay != nil {
 		h.relay.close()
+	}
+	unregisterRobots(h)
+	for _, key := range h.apiKeys {
+		_, _ = openAPIClients.Delete(key)
 	}
 	return nil
 }

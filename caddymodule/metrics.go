@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/openapi"
 )
 
 // The module's metrics live in Caddy's metrics registry, which the admin
@@ -38,6 +39,7 @@ const (
 	postExpired = "expired" // the webhook had expired, by its expiry time or DingTalk's errcode
 	postRefused = "refused" // webhook_hosts does not allow the URL: nothing was contacted
 	postError   = "error"   // network error, timeout, HTTP error or an unreadable answer
+	postOpenAPI = "openapi" // delivered through DingTalk's OpenAPI instead of the sessionWebhook
 )
 
 // Backend modes: the rest of the route answering DingTalk, or run by the relay.
@@ -55,6 +57,7 @@ type moduleMetrics struct {
 	webhookPosts    *prometheus.CounterVec
 	backendDuration *prometheus.HistogramVec
 	webhookDuration *prometheus.HistogramVec
+	openAPICalls    *prometheus.CounterVec
 }
 
 func newModuleMetrics() *moduleMetrics {
@@ -78,7 +81,7 @@ func newModuleMetrics() *moduleMetrics {
 		}, []string{"bot"}),
 		webhookPosts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "webhook_posts_total",
-			Help: "Posts to sessionWebhooks, retries included, by bot and result: ok, errcode, expired, refused, error.",
+			Help: "Posts of replies, retries included, by bot and result: ok, errcode, expired, refused, error; openapi for a reply delivered through the OpenAPI instead.",
 		}, []string{"bot", "result"}),
 		backendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "backend_duration_seconds",
@@ -90,6 +93,10 @@ func newModuleMetrics() *moduleMetrics {
 			Help:    "How long posts that contacted a sessionWebhook took, retries included, by bot and result.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"bot", "result"}),
+		openAPICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "openapi_calls_total",
+			Help: "Calls to DingTalk's OpenAPI by bot, api (token, group_send, batch_send, download, other) and result (ok, qps_limit, quota, bad_parameter, unauthorized, error, budget_spent: refused by api_rate before calling).",
+		}, []string{"bot", "api", "result"}),
 	}
 }
 
@@ -103,7 +110,7 @@ func registerMetrics(ctx caddy.Context) error {
 	}
 	for _, c := range []prometheus.Collector{
 		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
-		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration,
+		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
 	} {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
@@ -172,4 +179,42 @@ func postResult(err error) string {
 		return postErrCode
 	}
 	return postError
+}
+
+// openAPIAPIs names the OpenAPI's paths in metrics; any other is "other".
+var openAPIAPIs = map[string]string{
+	openapi.TokenPath:     "token",
+	openapi.GroupSendPath: "group_send",
+	openapi.BatchSendPath: "batch_send",
+	openapi.DownloadPath:  "download",
+}
+
+// openAPICall returns what counts bot's OpenAPI calls (openapi.Config.OnCall).
+func (m *moduleMetrics) openAPICall(bot string) func(path string, err error) {
+	return func(path string, err error) {
+		api, ok := openAPIAPIs[path]
+		if !ok {
+			api = "other"
+		}
+		m.openAPICalls.WithLabelValues(bot, api, openAPIResult(err)).Inc()
+	}
+}
+
+// openAPIResult classifies an OpenAPI call's outcome for metrics.
+func openAPIResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, openapi.ErrBudgetSpent):
+		return "budget_spent"
+	case errors.Is(err, openapi.ErrQPSLimit):
+		return "qps_limit"
+	case errors.Is(err, openapi.ErrQuotaExceeded):
+		return "quota"
+	case errors.Is(err, openapi.ErrBadParameter):
+		return "bad_parameter"
+	case errors.Is(err, openapi.ErrUnauthorized):
+		return "unauthorized"
+	}
+	return "error"
 }

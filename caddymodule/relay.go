@@ -75,6 +75,7 @@ type Async struct {
 type relay struct {
 	cfg     Async
 	client  *dingtalk.WebhookClient
+	sender  *sender
 	report  *reporter
 	logger  *zap.Logger
 	admit   chan struct{} // one token per accepted job, running or waiting
@@ -86,7 +87,7 @@ type relay struct {
 	cancel context.CancelFunc
 }
 
-func newRelay(cfg Async, report *reporter, logger *zap.Logger) (*relay, error) {
+func newRelay(cfg Async, limits dingtalk.SplitLimits, report *reporter, logger *zap.Logger) (*relay, error) {
 	policy, err := dingtalk.NewWebhookPolicy(cfg.WebhookHosts)
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk: async webhook_hosts: %v", err)
@@ -99,9 +100,11 @@ func newRelay(cfg Async, report *reporter, logger *zap.Logger) (*relay, error) {
 		retries = dingtalk.NoRetries
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	client := &dingtalk.WebhookClient{Policy: policy, Timeout: time.Duration(cfg.WebhookTimeout), Retries: retries}
 	return &relay{
 		cfg:     cfg,
-		client:  &dingtalk.WebhookClient{Policy: policy, Timeout: time.Duration(cfg.WebhookTimeout), Retries: retries},
+		client:  client,
+		sender:  &sender{webhook: client, limits: limits},
 		report:  report,
 		logger:  logger,
 		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
@@ -334,29 +337,12 @@ func (rl *relay) fallback(j *job) []byte {
 	return msg
 }
 
-// post delivers msg to the message's sessionWebhook, counts the result,
-// and reports whether it was (or may have been) shown in the chat.
+// post delivers msg in answer to the job's message and reports whether it
+// was (or may have been) shown in the chat.
 func (rl *relay) post(j *job, msg []byte, logger *zap.Logger) bool {
-	start := time.Now()
-	result, err := rl.client.Post(rl.ctx, j.v.Message, msg)
-	j.posted = postResult(err)
-	metrics.webhookPost(j.v.Bot, j.posted, result.Attempts, time.Since(start))
-	fields := []zap.Field{
-		zap.String("webhook", dingtalk.RedactWebhook(j.v.Message.SessionWebhook)),
-		zap.String("result", j.posted),
-		zap.Int("attempts", result.Attempts),
-		zap.Int("status", result.Status),
-	}
-	if err != nil {
-		var werr *dingtalk.WebhookError
-		if errors.As(err, &werr) && werr.ErrCode != 0 {
-			fields = append(fields, zap.Int("errcode", werr.ErrCode), zap.String("errmsg", werr.ErrMsg))
-		}
-		logger.Warn("dingtalk sessionWebhook post failed", append(fields, zap.Error(err))...)
-		return result.MaybeDelivered
-	}
-	logger.Info("dingtalk reply posted to the sessionWebhook", fields...)
-	return true
+	d := rl.sender.deliver(rl.ctx, j.v, msg, logger)
+	j.posted = d.result
+	return d.answered
 }
 
 // close lets jobs finish on their own, except when Caddy is exiting: then

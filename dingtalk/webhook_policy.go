@@ -48,7 +48,7 @@ func NewWebhookPolicy(hosts []string) (WebhookPolicy, error) {
 		switch {
 		case err != nil || u.Host != host:
 			return WebhookPolicy{}, fmt.Errorf("allowed host %q is not a host name or a loopback host:port", entry)
-		case u.Port() != "" && !isLoopback(u.Hostname()):
+		case u.Port() != "" && !IsLoopback(u.Hostname()):
 			return WebhookPolicy{}, fmt.Errorf("allowed host %q has a port, which only a loopback host may have", entry)
 		}
 		p.AllowedHosts = append(p.AllowedHosts, host)
@@ -73,7 +73,7 @@ func (p WebhookPolicy) Check(raw string) (*url.URL, error) {
 	switch {
 	case !p.allows(host):
 		return nil, fmt.Errorf("%w: host %q is not allowed", ErrWebhookNotAllowed, u.Host)
-	case hasPort && !isLoopback(u.Hostname()):
+	case hasPort && !IsLoopback(u.Hostname()):
 		return nil, fmt.Errorf("%w: a port is allowed only on a loopback host, not %q", ErrWebhookNotAllowed, u.Host)
 	case u.Scheme == "http" && !hasPort:
 		return nil, fmt.Errorf("%w: plain http is allowed only to a loopback host:port, not %q", ErrWebhookNotAllowed, u.Host)
@@ -189,9 +189,9 @@ func isHostName(name string) bool {
 	return true
 }
 
-// isLoopback reports whether host (without port or brackets) is localhost or
+// IsLoopback reports whether host (without port or brackets) is localhost or
 // a loopback IP address.
-func isLoopback(host string) bool {
+func IsLoopback(host string) bool {
 	if strings.ToLower(host) == "localhost" {
 		return true
 	}

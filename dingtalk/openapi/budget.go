@@ -40,8 +40,20 @@ type Budget interface {
 	Take(ctx context.Context) (time.Duration, error)
 }
 
+// Interval is how far apart a budget of perSecond calls a second spaces
+// them (DefaultRate when not positive): 5% more than 1/perSecond, so that
+// the jitter of the network cannot put perSecond+1 calls into one second
+// of DingTalk's count unless it delays one call by a twentieth of a second
+// more than the next.
+func Interval(perSecond int) time.Duration {
+	if perSecond <= 0 {
+		perSecond = DefaultRate
+	}
+	return time.Second * 105 / time.Duration(100*perSecond)
+}
+
 // Pace is a Budget for one process: calls at most perSecond a second, spaced
-// at least 1/perSecond apart. It keeps no burst: DingTalk counts calls per
+// Interval(perSecond) apart. It keeps no burst: DingTalk counts calls per
 // second, and a bucket that saved up perSecond calls could spend them at the
 // end of one second and again at the start of the next, twice the limit in
 // one second. Safe for concurrent use.
@@ -56,13 +68,10 @@ type Pace struct {
 // NewPace returns a Pace of perSecond calls a second (DefaultRate when not
 // positive). now gives the time; nil means time.Now.
 func NewPace(perSecond int, now func() time.Time) *Pace {
-	if perSecond <= 0 {
-		perSecond = DefaultRate
-	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Pace{interval: time.Second / time.Duration(perSecond), now: now}
+	return &Pace{interval: Interval(perSecond), now: now}
 }
 
 // Take implements Budget.

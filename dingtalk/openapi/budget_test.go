@@ -18,22 +18,23 @@ func TestPaceSpacesCalls(t *testing.T) {
 	if wait, _ := p.Take(ctx); wait != 0 {
 		t.Fatalf("first Take waits %v, want 0", wait)
 	}
-	if wait, _ := p.Take(ctx); wait != 50*time.Millisecond {
-		t.Fatalf("second Take at once waits %v, want 50ms", wait)
+	interval := openapi.Interval(20) // 52.5ms
+	if wait, _ := p.Take(ctx); wait != interval {
+		t.Fatalf("second Take at once waits %v, want %v", wait, interval)
 	}
 	now = now.Add(30 * time.Millisecond)
-	if wait, _ := p.Take(ctx); wait != 20*time.Millisecond {
-		t.Fatalf("Take 30ms later waits %v, want 20ms", wait)
+	if wait, _ := p.Take(ctx); wait != interval-30*time.Millisecond {
+		t.Fatalf("Take 30ms later waits %v, want %v", wait, interval-30*time.Millisecond)
 	}
-	now = now.Add(20 * time.Millisecond)
+	now = now.Add(interval - 30*time.Millisecond)
 	if wait, _ := p.Take(ctx); wait != 0 {
-		t.Fatalf("Take 50ms later waits %v, want 0", wait)
+		t.Fatalf("Take %v later waits %v, want 0", interval, wait)
 	}
 	// An idle budget saves nothing up: after a long pause, still one call.
 	now = now.Add(time.Minute)
 	_, _ = p.Take(ctx)
-	if wait, _ := p.Take(ctx); wait != 50*time.Millisecond {
-		t.Fatalf("second Take after a pause waits %v, want 50ms", wait)
+	if wait, _ := p.Take(ctx); wait != interval {
+		t.Fatalf("second Take after a pause waits %v, want %v", wait, interval)
 	}
 }
 
@@ -48,9 +49,9 @@ func TestCallsWaitForTheBudget(t *testing.T) {
 		}
 	}
 	calls := fake.Calls(dingtalktest.OpenAPIGroupSendPath)
-	// Spaced 100ms apart when they leave; allow for the loopback's jitter.
-	if span := calls[sends-1].At.Sub(calls[0].At); span < (sends-1)*90*time.Millisecond {
-		t.Errorf("%d calls at %d/s took %v, want at least %v", sends, rate, span, (sends-1)*100*time.Millisecond)
+	// Spaced 105ms apart when they leave; allow for the loopback's jitter.
+	if span := calls[sends-1].At.Sub(calls[0].At); span < (sends-1)*95*time.Millisecond {
+		t.Errorf("%d calls at %d/s took %v, want at least %v", sends, rate, span, (sends-1)*openapi.Interval(rate))
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
 // DefaultBaseURL is DingTalk's OpenAPI.
@@ -64,6 +66,11 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// Now gives the time tokens expire against; nil means time.Now.
 	Now func() time.Time
+	// OnCall, when set, is told of every request made (the token's
+	// included) with its outcome: nil for a 2xx answer, an *Error for
+	// DingTalk's refusals, another error for the network; and of every call
+	// the budget refused, with a *BudgetError. Metrics count calls with it.
+	OnCall func(path string, err error)
 }
 
 // Client calls DingTalk's OpenAPI as one robot application. It is safe for
@@ -79,6 +86,7 @@ type Client struct {
 	timeout   time.Duration
 	backoff   func(int) time.Duration
 	now       func() time.Time
+	onCall    func(string, error)
 	tokens    *tokenCache
 }
 
@@ -91,9 +99,9 @@ func New(cfg Config) (*Client, error) {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-		return nil, fmt.Errorf("OpenAPI base URL %q: want http(s)://host[:port][/path]", base)
+	u, err := CheckBaseURL(base)
+	if err != nil {
+		return nil, err
 	}
 	c := &Client{
 		base:      strings.TrimSuffix(u.String(), "/"),
@@ -104,6 +112,7 @@ func New(cfg Config) (*Client, error) {
 		timeout:   cfg.Timeout,
 		backoff:   cfg.Backoff,
 		now:       cfg.Now,
+		onCall:    cfg.OnCall,
 	}
 	if c.robotCode == "" {
 		c.robotCode = c.appKey
@@ -120,6 +129,9 @@ func New(cfg Config) (*Client, error) {
 	if c.backoff == nil {
 		c.backoff = qpsBackoff
 	}
+	if c.onCall == nil {
+		c.onCall = func(string, error) {}
+	}
 	hc := http.Client{}
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
@@ -128,6 +140,20 @@ func New(cfg Config) (*Client, error) {
 	c.hc = &hc
 	c.tokens = &tokenCache{appKey: c.appKey, fetch: c.fetchToken, shared: cfg.Tokens, now: c.now, timeout: c.timeout}
 	return c, nil
+}
+
+// CheckBaseURL parses an OpenAPI base URL: https://host[:port][/path], or
+// plain http to a loopback address (a fake, a local trial): the access
+// token travels in every request.
+func CheckBaseURL(base string) (*url.URL, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("OpenAPI base URL %q: want https://host[:port][/path]", base)
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && dingtalk.IsLoopback(u.Hostname())) {
+		return nil, fmt.Errorf("OpenAPI base URL %q: want https (plain http only to a loopback address)", base)
+	}
+	return u, nil
 }
 
 // AppKey returns the robot application's AppKey.
@@ -160,16 +186,22 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 			return err
 		}
 		if err := spend(ctx, c.budget, c.now); err != nil {
+			if errors.Is(err, ErrBudgetSpent) {
+				c.onCall(path, err)
+			}
 			return fmt.Errorf("DingTalk OpenAPI %s: %w", path, err)
 		}
 		status, answer, err := c.send(ctx, method, path, token, body)
 		if err != nil {
+			c.onCall(path, err)
 			return err
 		}
 		if status >= 200 && status <= 299 {
+			c.onCall(path, nil)
 			return decodeAnswer(path, answer, out)
 		}
 		apiErr := parseError(path, status, answer)
+		c.onCall(path, apiErr)
 		switch {
 		case status == http.StatusUnauthorized && stale == "":
 			stale = token // once: a second 401 is the answer
@@ -239,8 +271,8 @@ func decodeAnswer(path string, answer []byte, out any) error {
 	return nil
 }
 
-// tokenPath is where access tokens come from.
-const tokenPath = "/v1.0/oauth2/accessToken"
+// TokenPath is where access tokens come from.
+const TokenPath = "/v1.0/oauth2/accessToken"
 
 // fetchToken asks DingTalk for an access token. The request carries the
 // AppSecret; no error repeats it.
@@ -249,22 +281,23 @@ func (c *Client) fetchToken(ctx context.Context) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	status, answer, err := c.send(ctx, http.MethodPost, tokenPath, "", body)
+	status, answer, err := c.send(ctx, http.MethodPost, TokenPath, "", body)
+	if err == nil && (status < 200 || status > 299) {
+		err = parseError(TokenPath, status, answer)
+	}
+	c.onCall(TokenPath, err)
 	if err != nil {
 		return Token{}, err
-	}
-	if status < 200 || status > 299 {
-		return Token{}, parseError(tokenPath, status, answer)
 	}
 	var got struct {
 		AccessToken string `json:"accessToken"`
 		ExpireIn    int64  `json:"expireIn"`
 	}
-	if err := decodeAnswer(tokenPath, answer, &got); err != nil {
+	if err := decodeAnswer(TokenPath, answer, &got); err != nil {
 		return Token{}, err
 	}
 	if got.AccessToken == "" {
-		return Token{}, fmt.Errorf("DingTalk OpenAPI %s: the answer has no accessToken", tokenPath)
+		return Token{}, fmt.Errorf("DingTalk OpenAPI %s: the answer has no accessToken", TokenPath)
 	}
 	life := time.Duration(got.ExpireIn) * time.Second
 	if life <= 0 {

@@ -291,6 +291,7 @@ func TestNewRefusesBadConfigs(t *testing.T) {
 		"no host":          {AppKey: "k", AppSecret: "s", BaseURL: "https://"},
 		"userinfo":         {AppKey: "k", AppSecret: "s", BaseURL: "https://u:p@api.dingtalk.com"},
 		"query":            {AppKey: "k", AppSecret: "s", BaseURL: "https://api.dingtalk.com?x=1"},
+		"plain http":       {AppKey: "k", AppSecret: "s", BaseURL: "http://api.dingtalk.com"},
 		"unparseable port": {AppKey: "k", AppSecret: "s", BaseURL: "https://api.dingtalk.com:x"},
 	} {
 		if _, err := openapi.New(cfg); err == nil {
