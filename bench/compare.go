@@ -67,7 +67,7 @@ func runComparison(env environment) error {
 			line += fmt.Sprintf("  %s %6.0f", c.name, m.rate())
 			if c.async {
 				acked[c.name] += m.acked
-				if err := waitForReplies(env, acked[c.name], procs[c.name]); err != nil {
+				if err := waitForReplies(env, c, acked[c.name], procs[c.name]); err != nil {
 					return err
 				}
 			}
@@ -119,7 +119,16 @@ func measure(env environment, c config, p *caddyProc, profiling bool) (measureme
 		}
 		marks++
 	}
-	res := runLoad(env.ctx, p.Addr, cb, loadPlan{conns: env.o.conns, warmup: env.o.warmup, measure: env.o.duration, mark: mark})
+	upstream := env.upstream.Served()
+	res := runLoad(env.ctx, p.Addr, cb, loadPlan{conns: env.o.conns, warmup: env.o.warmup, measure: env.o.duration, mark: mark,
+		answer: []byte(c.answer)})
+	if res.wrong > 0 {
+		return measurement{}, fmt.Errorf("%s: %d answers were not the expected %s; the first: %s (see %s)", c.name, res.wrong, c.answer, res.wrongBody, p.Log)
+	}
+	if got := env.upstream.Served() - upstream; c.proxied && got != res.acked {
+		return measurement{}, fmt.Errorf("%s: the upstream received %d callbacks for %d answers (%d connection errors, statuses %v; see %s)",
+			c.name, got, res.acked, res.errors, res.others, p.Log)
+	}
 	if err := waitProfile(); err != nil {
 		return measurement{}, err
 	}
@@ -141,23 +150,26 @@ func measure(env environment, c config, p *caddyProc, profiling bool) (measureme
 
 // waitForReplies waits until the webhook has received every reply of an
 // async configuration, so that its background work does not run into the
-// next measurement. It gives up when nothing arrives for 5 seconds.
-func waitForReplies(env environment, want int64, p *caddyProc) error {
+// next measurement, and fails the run when an ack led to no reply (nothing
+// arrives for 5 seconds), to more than one, or to another reply.
+func waitForReplies(env environment, c config, want int64, p *caddyProc) error {
 	last, quiet := env.webhook.Served(), time.Now()
 	for env.webhook.Served() < want {
 		if n := env.webhook.Served(); n != last {
 			last, quiet = n, time.Now()
 		}
 		if time.Since(quiet) > 5*time.Second {
-			fmt.Printf("webhook: %d of %d replies arrived; the rest were not posted (see %s)\n", last, want, p.Log)
-			return nil
+			return fmt.Errorf("%s: the webhook received %d replies for %d acks (see %s)", c.name, last, want, p.Log)
 		}
 		sleep(env.ctx, 20*time.Millisecond)
 		if err := env.ctx.Err(); err != nil {
 			return err
 		}
 	}
-	return nil
+	if got := env.webhook.Served(); got != want {
+		return fmt.Errorf("%s: the webhook received %d replies for %d acks (see %s)", c.name, got, want, p.Log)
+	}
+	return env.webhook.checkBodies(c.name + ": the webhook")
 }
 
 // printTable prints the medians of every configuration's rounds.

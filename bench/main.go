@@ -3,8 +3,9 @@
 // signed DingTalk callbacks and compares them with plain Caddy. See
 // BENCHMARKS.md for what it measures, how, and the latest results.
 //
-//	go run ./bench            # the comparison (about 2 minutes)
-//	go run ./bench -memory    # memory per remembered msgId
+//	go run ./bench                 # the comparison (about 2 minutes)
+//	go run ./bench -memory         # memory per remembered msgId
+//	go run ./bench -against <rev>  # the Go benchmarks against an older commit
 package main
 
 import (
@@ -34,6 +35,13 @@ type options struct {
 	profile  string
 	memory   bool
 	requests int64
+
+	// -against: the Go benchmarks of this checkout against a commit's.
+	against   string
+	bench     string
+	pkgs      string
+	runs      int
+	benchtime string
 }
 
 func main() {
@@ -48,9 +56,14 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
+	flag.StringVar(&o.against, "against", "", "compare the Go benchmarks with this commit's (any git revision) instead, in alternating runs")
+	flag.StringVar(&o.bench, "bench", "ServeHTTPAccepted", "with -against: the benchmarks to run (go test's -bench)")
+	flag.StringVar(&o.pkgs, "pkgs", "./caddymodule", "with -against: the packages whose benchmarks run, separated by commas")
+	flag.IntVar(&o.runs, "runs", 10, "with -against: how many times each binary runs")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "with -against: go test's -benchtime (a time, for the parallel benchmarks: see BENCHMARKS.md)")
 	flag.Parse()
-	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration and -requests must be positive")
+	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration, -requests and -runs must be positive")
 		os.Exit(2)
 	}
 
@@ -59,7 +72,11 @@ func main() {
 	// A bound whatever happens; a default run takes about 2 minutes.
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
-	if err := run(ctx, o); err != nil {
+	do := run
+	if o.against != "" {
+		do = runAgainst
+	}
+	if err := do(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -93,18 +110,19 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	upstream, err := startPeer(upstreamAnswer)
+	upstream, err := startPeer(upstreamAnswer, "")
 	if err != nil {
 		return err
 	}
 	defer upstream.Close()
-	webhook, err := startPeer(webhookAnswer)
+	// The relay posts E's reply as the route answered it.
+	webhook, err := startPeer(webhookAnswer, staticReply)
 	if err != nil {
 		return err
 	}
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
-		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, webhook: webhook}
+		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, upstream: upstream, webhook: webhook}
 	if !o.memory {
 		// Like the tests, on a free loopback port; without redis-server,
 		// the configurations that need it are skipped.
@@ -132,6 +150,7 @@ type environment struct {
 	cpus     string // taskset CPU list for Caddy, or ""
 	o        options
 	peers    peers
+	upstream *peer
 	webhook  *peer
 	redisPid int // redis-server's process, 0 without one
 }
