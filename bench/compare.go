@@ -245,11 +245,13 @@ func printRatios(results map[string][]measurement) {
 	ratio("C/D throughput", "C", "D", measurement.rate, ">= 0.85", atLeast(0.85))
 	ratio("E/C throughput", "E", "C", measurement.rate, "", nil)
 	ratio("F/B throughput", "F", "B", measurement.rate, "", nil)
+	ratio("G/B throughput", "G", "B", measurement.rate, ">= 0.90", atLeast(0.90))
 	// Caddy's CPU time per request does not drop when other programs take
 	// the CPUs, as throughput does: the steadier view of the same cost.
 	ratio("B/A caddy CPU per request", "B", "A", measurement.cpuPer1k, "", nil)
 	ratio("C/D caddy CPU per request", "C", "D", measurement.cpuPer1k, "", nil)
 	ratio("F/B caddy CPU per request", "F", "B", measurement.cpuPer1k, "", nil)
+	ratio("G/B caddy CPU per request", "G", "B", measurement.cpuPer1k, "", nil)
 	tw.Flush()
 }
 

@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"path/filepath"
+)
 
 // config is one way of serving the same callbacks, measured against the others.
 type config struct {
@@ -26,6 +29,7 @@ type peers struct {
 	upstream string // host:port of the bot backend
 	webhook  string // host:port of the fake sessionWebhook
 	redis    string // host:port of redis-server, "" without one
+	files    string // a folder for file stores
 }
 
 // reply is the root Caddyfile's answer: the text, @-mentioning the sender.
@@ -74,6 +78,17 @@ var configs = []config{
 				address %s
 			}`, p.redis)), "reverse_proxy "+p.upstream)
 	}},
+	{name: "G", title: "B, remembering in a file", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
+		return route(dingtalkHandler(fileStore(p, "G")), "reverse_proxy "+p.upstream)
+	}},
+}
+
+// fileStore is the option of a file store of its own for configuration name.
+func fileStore(p peers, name string) string {
+	return fmt.Sprintf(`
+			store file {
+				path %s
+			}`, filepath.Join(p.files, name+".db"))
 }
 
 // route puts handlers in a route, in the order given.

@@ -122,7 +122,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
-		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr}, upstream: upstream, webhook: webhook}
+		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr, files: dir}, upstream: upstream, webhook: webhook}
 	if !o.memory {
 		// Like the tests, on a free loopback port; without redis-server,
 		// the configurations that need it are skipped.

@@ -99,8 +99,9 @@ type Handler struct {
 
 	// Where accepted msgIds and used signs are remembered. Default: the
 	// in-memory store, which is shared by every configuration of this
-	// process and survives config reloads. Several Caddy instances share
-	// one memory through the Redis store.
+	// process and survives config reloads. The file store survives
+	// restarts too; several Caddy instances share one memory through the
+	// Redis store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=dingtalk.stores inline_key=backend"`
 
 	// The base URL of DingTalk's OpenAPI, which bots with an app_key call.

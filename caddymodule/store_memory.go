@@ -188,12 +188,39 @@ func (t *memoryTable) locate(key string) (*memoryShard, uint64) {
 // claim, keep and release are the Store's methods; now is in nanoseconds
 // since the process started.
 func (t *memoryTable) claim(key string, holder Token, now int64, ttl time.Duration) bool {
+	held, _ := t.take(key, holder, now, ttl)
+	return held
+}
+
+// take is claim, and also reports whether it took key now rather than held
+// it already: what changed, for the file store to write down.
+func (t *memoryTable) take(key string, holder Token, now int64, ttl time.Duration) (held, took bool) {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if gen, i := s.find(h, now); gen != nil {
-		return gen[i].holder == holder
+		return gen[i].holder == holder, false
 	}
+	s.insert(t, h, holder, now+int64(ttl))
+	return true, true
+}
+
+// put makes holder hold key until expires, whoever held it: the file store
+// replays what it wrote down with it.
+func (t *memoryTable) put(key string, holder Token, expires int64) {
+	s, h := t.locate(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen, i := s.find(h, math.MinInt64); gen != nil {
+		gen[i].holder, gen[i].expires = holder, expires
+		return
+	}
+	s.insert(t, h, holder, expires)
+}
+
+// insert remembers the key with hash h, which s does not hold, in the
+// newest generation.
+func (s *memoryShard) insert(t *memoryTable, h uint64, holder Token, expires int64) {
 	if s.fill >= t.genSize {
 		s.rotate()
 	}
@@ -204,20 +231,23 @@ func (t *memoryTable) claim(key string, holder Token, now int64, ttl time.Durati
 	if gen[i].hash == 0 {
 		s.fill++
 	}
-	gen[i] = memorySlot{hash: h, expires: now + int64(ttl), holder: holder}
-	return true
+	gen[i] = memorySlot{hash: h, expires: expires, holder: holder}
 }
 
-func (t *memoryTable) keep(key string, holder Token, now int64, ttl time.Duration) {
+// keep reports whether holder held key, and so had it extended.
+func (t *memoryTable) keep(key string, holder Token, now int64, ttl time.Duration) bool {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if gen, i := s.find(h, now); gen != nil && gen[i].holder == holder {
 		gen[i].expires = now + int64(ttl)
+		return true
 	}
+	return false
 }
 
-func (t *memoryTable) release(key string, holder Token) {
+// release reports whether holder held key, and so had it forgotten.
+func (t *memoryTable) release(key string, holder Token) bool {
 	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -225,12 +255,13 @@ func (t *memoryTable) release(key string, holder Token) {
 	// need to know the time.
 	gen, i := s.find(h, math.MinInt64)
 	if gen == nil || gen[i].holder != holder {
-		return
+		return false
 	}
 	removeSlot(gen, i)
 	if &gen[0] == &s.generation(s.newest)[0] { // only the newest generation counts its keys
 		s.fill--
 	}
+	return true
 }
 
 // find returns the generation that holds the key with hash h unexpired at

@@ -18,7 +18,12 @@ func tok(name string) Token {
 }
 
 func TestMemoryClaimKeepRelease(t *testing.T) {
-	s := &MemoryStore{table: newMemoryTable(100)}
+	testClaimKeepRelease(t, &MemoryStore{table: newMemoryTable(100)})
+}
+
+// testClaimKeepRelease checks a store that judges expiry at the time it is
+// given, as the memory and file stores do.
+func testClaimKeepRelease(t *testing.T, s Store) {
 	ctx := context.Background()
 	now := fixedNow // the handler's time, which the store judges expiry at
 	claim := func(key, token string) bool {

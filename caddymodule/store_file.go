@@ -1,0 +1,184 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func init() {
+	caddy.RegisterModule(FileStore{})
+}
+
+// fileStores holds one open database per file, shared by every
+// configuration of this process: bbolt locks its file, so a reload that
+// opened it a second time would wait for the lock the first holds.
+var fileStores = caddy.NewUsagePool()
+
+// FileStore keeps claims in a file on this machine (a bbolt database), so
+// that de-duplication, the replay guard and the claims of messages in flight
+// survive a restart of a single Caddy instance without Redis. The file is
+// locked while it is open: it serves one Caddy process, and every
+// configuration of that process that names it.
+type FileStore struct {
+	// The database file. `{env.*}` placeholders are expanded when the
+	// config is loaded. Default: `dingtalk/store.db` in Caddy's data
+	// directory.
+	Path string `json:"path,omitempty"`
+
+	// Writes each change to the disk (fsync) before the callback that made
+	// it is answered, so that even a power loss loses nothing. Without it a
+	// crash of Caddy, however abrupt, loses nothing either (every change is
+	// in the operating system's cache of the file before it is answered);
+	// only a crash of the whole machine can lose the last seconds of
+	// changes, or leave a file that is then set aside and replaced by an
+	// empty one. It bounds the callbacks per second by the disk's syncs
+	// (BENCHMARKS.md). Default: off.
+	Fsync bool `json:"fsync,omitempty"`
+
+	db      *fileDB
+	poolKey string
+}
+
+// CaddyModule returns the Caddy module information.
+func (FileStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "dingtalk.stores.file",
+		New: func() caddy.Module { return new(FileStore) },
+	}
+}
+
+// Provision opens the file, or attaches to the database this process
+// already opened from it.
+func (s *FileStore) Provision(ctx caddy.Context) error {
+	path, err := s.path()
+	if err != nil {
+		return err
+	}
+	// The sync setting is part of the key: two configurations that differ
+	// in it cannot share one open database, and the second to open it fails
+	// with the lock's timeout, naming the file.
+	s.poolKey = fmt.Sprintf("file/%t/%s", s.Fsync, path)
+	db, _, err := fileStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
+		return openFileDB(path, s.Fsync, ctx.Logger())
+	})
+	if err != nil {
+		return err
+	}
+	s.db = db.(*fileDB)
+	return nil
+}
+
+// path is the database file's absolute path, placeholders expanded.
+func (s *FileStore) path() (string, error) {
+	path := s.Path
+	if path == "" {
+		path = filepath.Join(caddy.AppDataDir(), "dingtalk", "store.db")
+	}
+	path, err := caddy.NewReplacer().ReplaceOrErr(path, true, true)
+	if err != nil {
+		return "", fmt.Errorf("dingtalk: file store: the path's placeholder cannot be expanded: %v", err)
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return "", fmt.Errorf("dingtalk: file store: %v", err)
+	}
+	return path, nil
+}
+
+// Cleanup drops this configuration's reference to the database; the last
+// one closes it, after the writes already asked for.
+func (s *FileStore) Cleanup() error {
+	if s.poolKey == "" {
+		return nil
+	}
+	_, err := fileStores.Delete(s.poolKey)
+	return err
+}
+
+// Claim implements Store. The claims are looked up in memory, in a table
+// like the memory store's that the file fills again when it is opened; the
+// file is a log of the changes, written down before Claim returns.
+func (s *FileStore) Claim(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) (bool, error) {
+	held, took := s.db.table.take(key, token, sinceClockStart(now), ttl)
+	if !took {
+		return held, nil
+	}
+	if err := s.db.log(logClaim, key, token, now.Add(ttl)); err != nil {
+		return false, fmt.Errorf("file store: claim: %w", err)
+	}
+	return true, nil
+}
+
+// Keep implements Store.
+func (s *FileStore) Keep(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) error {
+	if !s.db.table.keep(key, token, sinceClockStart(now), ttl) {
+		return nil
+	}
+	if err := s.db.log(logClaim, key, token, now.Add(ttl)); err != nil {
+		return fmt.Errorf("file store: keep: %w", err)
+	}
+	return nil
+}
+
+// Release implements Store.
+func (s *FileStore) Release(_ context.Context, key string, token Token) error {
+	if !s.db.table.release(key, token) {
+		return nil
+	}
+	if err := s.db.log(logRelease, key, token, time.Now()); err != nil {
+		return fmt.Errorf("file store: release: %w", err)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ Store              = (*FileStore)(nil)
+	_ caddy.Provisioner  = (*FileStore)(nil)
+	_ caddy.CleanerUpper = (*FileStore)(nil)
+	_ caddy.Destructor   = (*fileDB)(nil)
+)
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	store file {
+//	    path <file>
+//	    fsync on|off
+//	}
+//
+// Both are optional: `store file` alone keeps its file in Caddy's data
+// directory. Unknown and repeated subdirectives are errors.
+func (s *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the backend's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s is given twice", sub)
+		}
+		seen[sub] = true
+		var err error
+		switch sub {
+		case "path":
+			s.Path, err = singleArg(d)
+		case "fsync":
+			s.Fsync, err = onOffArg(d)
+		default:
+			return d.Errf("unrecognized file store subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*FileStore)(nil)
