@@ -79,16 +79,27 @@ var configs = []config{
 			}`, p.redis)), "reverse_proxy "+p.upstream)
 	}},
 	{name: "G", title: "B, remembering in a file", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
-		return route(dingtalkHandler(fileStore(p, "G")), "reverse_proxy "+p.upstream)
+		return route(dingtalkHandler(fileStore(p, "G", "")), "reverse_proxy "+p.upstream)
+	}},
+	{name: "H", title: "E, its jobs in a file", async: true, answer: emptyReply, site: func(p peers) string {
+		return route(dingtalkHandler(fileStore(p, "H", "")+fmt.Sprintf(`
+			async {
+				webhook_hosts %s
+			}`, p.webhook)), reply)
+	}},
+	{name: "I", title: "G with fsync on", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
+		return route(dingtalkHandler(fileStore(p, "I", "fsync on")), "reverse_proxy "+p.upstream)
 	}},
 }
 
-// fileStore is the option of a file store of its own for configuration name.
-func fileStore(p peers, name string) string {
+// fileStore is the option of a file store of its own for configuration
+// name, with options.
+func fileStore(p peers, name, options string) string {
 	return fmt.Sprintf(`
 			store file {
 				path %s
-			}`, filepath.Join(p.files, name+".db"))
+				%s
+			}`, filepath.Join(p.files, name+".db"), options)
 }
 
 // route puts handlers in a route, in the order given.

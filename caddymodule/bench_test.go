@@ -2,8 +2,11 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
@@ -60,15 +63,27 @@ const (
 // INFO, at which the handler writes a JSON line (here to io.Discard) for
 // every accepted callback.
 func BenchmarkServeHTTPAccepted(b *testing.B) {
-	b.Run("quiet", func(b *testing.B) { benchmarkAccepted(b, zap.NewNop()) })
+	b.Run("quiet", func(b *testing.B) { benchmarkAccepted(b, zap.NewNop(), nil) })
 	b.Run("logged", func(b *testing.B) {
 		encoder := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-		benchmarkAccepted(b, zap.New(zapcore.NewCore(encoder, zapcore.AddSync(io.Discard), zapcore.InfoLevel)))
+		benchmarkAccepted(b, zap.New(zapcore.NewCore(encoder, zapcore.AddSync(io.Discard), zapcore.InfoLevel)), nil)
 	})
 }
 
-func benchmarkAccepted(b *testing.B, logger *zap.Logger) {
-	h := newTestHandler(b, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+// BenchmarkServeHTTPAcceptedStores is BenchmarkServeHTTPAccepted/quiet
+// with each store that keeps its memory on this machine. The file store
+// writes the callback's claims (the sign's and the msgId's) to its file,
+// each alone: no other callback runs beside this one to share a commit.
+func BenchmarkServeHTTPAcceptedStores(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchmarkAccepted(b, zap.NewNop(), nil) })
+	b.Run("file", func(b *testing.B) {
+		store := fmt.Sprintf(`{"backend":"file","path":%q}`, filepath.Join(b.TempDir(), "store.db"))
+		benchmarkAccepted(b, zap.NewNop(), json.RawMessage(store))
+	})
+}
+
+func benchmarkAccepted(b *testing.B, logger *zap.Logger, store json.RawMessage) {
+	h := newTestHandler(b, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, StoreRaw: store})
 	h.logger, h.report.logger = logger, logger
 	times := &signedTimes{b: b, next: fixedNow}
 	var now time.Time

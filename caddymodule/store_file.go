@@ -59,17 +59,19 @@ func (s *FileStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	// The sync setting is part of the key: two configurations that differ
-	// in it cannot share one open database, and the second to open it fails
-	// with the lock's timeout, naming the file.
-	s.poolKey = fmt.Sprintf("file/%t/%s", s.Fsync, path)
-	db, _, err := fileStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
+	s.poolKey = "file/" + path
+	db, loaded, err := fileStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
 		return openFileDB(path, s.Fsync, ctx.Logger())
 	})
 	if err != nil {
 		return err
 	}
 	s.db = db.(*fileDB)
+	if loaded {
+		// A reload that turned fsync on or off: the file has one
+		// setting, the newest configuration's.
+		return s.db.setFsync(s.Fsync)
+	}
 	return nil
 }
 

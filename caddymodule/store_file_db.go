@@ -200,6 +200,15 @@ func (f *fileDB) submit(w *fileWrite) error {
 	return <-w.done
 }
 
+// setFsync makes the commits from now on sync the file, or not. The writer
+// makes the change: bbolt reads the setting when it commits.
+func (f *fileDB) setFsync(fsync bool) error {
+	return f.update(func(*bolt.Tx) error {
+		f.db.NoSync = !fsync
+		return nil
+	})
+}
+
 // errFileStoreClosed answers a write asked for after the file was closed.
 var errFileStoreClosed = errors.New("the file store is closed")
 

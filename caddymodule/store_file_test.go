@@ -103,6 +103,20 @@ func TestFileStoreSharesOneDatabaseAcrossReloads(t *testing.T) {
 	if old.db != reloaded.db {
 		t.Fatal("the same file was opened twice")
 	}
+	if !reloaded.db.db.NoSync {
+		t.Fatal("the file syncs every commit without fsync")
+	}
+	// A reload that turns fsync on uses the same open file, now synced.
+	synced := &FileStore{Path: path, Fsync: true}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := synced.Provision(ctx); err != nil {
+		t.Fatalf("a reload turning fsync on: %v", err)
+	}
+	if synced.db != old.db || synced.db.db.NoSync {
+		t.Fatal("the reload turning fsync on did not turn it on in the open file")
+	}
+	cleanup(t, synced)
 	cleanup(t, old)
 	if _, err := reloaded.Claim(context.Background(), "k", tok("a"), fixedNow, time.Minute); err != nil {
 		t.Fatalf("the database was closed while a config still used it: %v", err)
