@@ -95,7 +95,7 @@ func newModuleMetrics() *moduleMetrics {
 		}, []string{"bot", "result"}),
 		openAPICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "openapi_calls_total",
-			Help: "Calls to DingTalk's OpenAPI by bot, api (token, group_send, batch_send, download, other) and result (ok, qps_limit, quota, bad_parameter, unauthorized, error, budget_spent: refused by api_rate before calling).",
+			Help: "Calls to DingTalk's OpenAPI by bot, api (token, group_send, batch_send, download, card_create, card_streaming, card_instances, other) and result (ok, qps_limit, quota, bad_parameter, unauthorized, error, budget_spent: refused by api_rate before calling).",
 		}, []string{"bot", "api", "result"}),
 	}
 }
@@ -108,10 +108,10 @@ func registerMetrics(ctx caddy.Context) error {
 	if registry == nil {
 		return errors.New("dingtalk: no metrics registry found")
 	}
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
 		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
-	} {
+	}, cardMetrics.collectors()...) {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
 			return fmt.Errorf("dingtalk: registering metrics: %v", err)
@@ -187,6 +187,10 @@ var openAPIAPIs = map[string]string{
 	openapi.GroupSendPath: "group_send",
 	openapi.BatchSendPath: "batch_send",
 	openapi.DownloadPath:  "download",
+
+	openapi.CardCreatePath:    "card_create",
+	openapi.CardStreamingPath: "card_streaming",
+	openapi.CardInstancesPath: "card_instances",
 }
 
 // openAPICall returns what counts bot's OpenAPI calls (openapi.Config.OnCall).

@@ -67,20 +67,26 @@ type Async struct {
 	// or times out. Placeholders are expanded. Default: none, nothing is
 	// posted.
 	FallbackText string `json:"fallback_text,omitempty"`
+
+	// Show streamed answers as DingTalk AI cards that fill in as the text
+	// arrives. Default: none, a streamed answer is posted when it ends.
+	Card *AsyncCard `json:"card,omitempty"`
 }
 
 // relay runs accepted callbacks in the background. Each configuration has
 // its own: jobs finish on the configuration they started with, and a
 // reload neither waits for them nor loses them.
 type relay struct {
-	cfg     Async
-	client  *dingtalk.WebhookClient
-	sender  *sender
-	report  *reporter
-	logger  *zap.Logger
-	admit   chan struct{} // one token per accepted job, running or waiting
-	workers chan struct{} // one token per running job
-	jobs    sync.WaitGroup
+	cfg    Async
+	client *dingtalk.WebhookClient
+	sender *sender
+	report *reporter
+	logger *zap.Logger
+	// cardRefusals holds the robots whose refused card was logged.
+	cardRefusals sync.Map
+	admit        chan struct{} // one token per accepted job, running or waiting
+	workers      chan struct{} // one token per running job
+	jobs         sync.WaitGroup
 
 	// ctx ends the jobs that outlive the shutdown grace.
 	ctx    context.Context
@@ -187,6 +193,7 @@ type job struct {
 	req   *http.Request
 	rec   *recordedResponse
 	next  caddyhttp.Handler
+	card  *cardWriter // nil without async card
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -217,11 +224,12 @@ func (rl *relay) run(j *job) {
 	m.backend.Observe(took.Seconds())
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 		zap.Duration("duration", took))
+	if j.card.streaming() {
+		rl.finishCard(j, err, logger)
+		return
+	}
 	if err != nil {
-		outcome := outcomeFailed
-		if errors.Is(err, context.DeadlineExceeded) {
-			outcome = outcomeTimedOut
-		}
+		outcome := failureOutcome(err)
 		logger.Warn("dingtalk async route failed", zap.String("outcome", outcome), zap.Error(err))
 		if fallback := rl.fallback(j); fallback != nil {
 			rl.post(j, fallback, logger)
@@ -236,6 +244,14 @@ func (rl *relay) run(j *job) {
 		return
 	}
 	rl.finish(j, outcomeSucceeded, logger, rl.post(j, reply, logger))
+}
+
+// failureOutcome is the outcome of a job whose route failed with err.
+func failureOutcome(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return outcomeTimedOut
+	}
+	return outcomeFailed
 }
 
 // Job outcomes, as logged and counted.
@@ -279,7 +295,7 @@ func (rl *relay) runRoute(j *job) (reply []byte, err error) {
 			err = fmt.Errorf("panic in the route: %v\n%s", p, debug.Stack())
 		}
 	}()
-	err = j.next.ServeHTTP(j.rec, j.req.WithContext(ctx))
+	err = j.next.ServeHTTP(rl.responseWriter(j, ctx), j.req.WithContext(ctx))
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr // the handler's own error says less: it saw its context end
 	}
@@ -326,11 +342,11 @@ func textMessage(content string) ([]byte, error) {
 
 // fallback is the message posted when the route failed, or nil.
 func (rl *relay) fallback(j *job) []byte {
-	if rl.cfg.FallbackText == "" {
+	text := rl.fallbackText(j)
+	if text == "" {
 		return nil
 	}
-	repl := j.req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	msg, err := textMessage(repl.ReplaceAll(rl.cfg.FallbackText, ""))
+	msg, err := textMessage(text)
 	if err != nil {
 		return nil
 	}
@@ -372,6 +388,8 @@ func (a Async) validate() error {
 		return errors.New("dingtalk: async workers and queue must not be negative")
 	case a.WebhookRetries != nil && *a.WebhookRetries < 0:
 		return errors.New("dingtalk: async webhook_retries must not be negative")
+	case a.Card != nil:
+		return a.Card.validate()
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 //	    webhook_timeout <duration>
 //	    webhook_retries <n>
 //	    fallback_text <text>
+//	    card { ... }    (relay_card_caddyfile.go)
 //	}
 func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
@@ -51,6 +52,8 @@ func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 			}
 		case "fallback_text":
 			a.FallbackText, err = singleArg(d)
+		case "card":
+			a.Card, err = unmarshalCard(d)
 		default:
 			return d.Errf("unrecognized async subdirective %q", sub)
 		}

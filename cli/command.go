@@ -29,7 +29,8 @@ secret (and, with --url, a curl command that posts with them).
 prints the status and the reply. With --webhook-listen it also plays
 DingTalk's sessionWebhook and prints what the gateway posts there. It exits
 non-zero unless the gateway answered 2xx with JSON (and, with
---webhook-listen, the awaited posts arrived).
+--webhook-listen, the awaited posts arrived). With --openapi-listen it
+plays DingTalk's OpenAPI and prints the AI card updates as they arrive.
 
 Give the robot's AppSecret with --secret-env NAME to keep it out of shell
 history; the commands never print it.`,
@@ -90,7 +91,9 @@ func sendCommand() *cobra.Command {
 	f.StringVar(&opts.BodyFile, "body", "", "send this file instead of a built callback (still signed)")
 	f.StringVar(&opts.WebhookListen, "webhook-listen", "", "run a fake sessionWebhook on this address, like 127.0.0.1:9999, and print what the gateway posts there")
 	f.DurationVar(&opts.Wait, "wait", 0, "with --webhook-listen: how long to wait for posts (default 30s)")
-	f.IntVar(&opts.Count, "count", 0, "with --webhook-listen: how many posts to wait for (default 1)")
+	f.IntVar(&opts.Count, "count", 0, "with --webhook-listen: how many posts to wait for; with --openapi-listen: how many AI cards (default 1)")
+	f.StringVar(&opts.OpenAPIListen, "openapi-listen", "", "run a fake DingTalk OpenAPI on this address, like 127.0.0.1:9998, and print the AI card updates the gateway sends there")
+	f.StringVar(&opts.AppKey, "app-key", "", `with --openapi-listen: the robot's AppKey (default "dingtrialappkey")`)
 	f.DurationVar(&opts.Timeout, "timeout", 0, "how long to wait for the gateway's answer (default 30s)")
 	return cmd
 }

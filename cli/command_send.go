@@ -32,7 +32,10 @@ type sendOptions struct {
 
 	WebhookListen string        // --webhook-listen: run a fake sessionWebhook on this address
 	Wait          time.Duration // --wait: how long to wait for its posts; 0: defaultSendWait
-	Count         int           // --count: how many posts to wait for; 0: one
+	Count         int           // --count: how many posts (or ended cards) to wait for; 0: one
+
+	OpenAPIListen string // --openapi-listen: run a fake OpenAPI on this address and print the AI cards made there
+	AppKey        string // --app-key: the robot's AppKey the fake OpenAPI knows; "": defaultTrialAppKey
 
 	Timeout time.Duration // --timeout: for the callback request; 0: defaultSendTimeout
 }
@@ -79,6 +82,14 @@ func runSend(ctx context.Context, opts sendOptions, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "fake sessionWebhook listening on %s\n", webhook.URL)
 	}
 
+	var api *dingtalktest.OpenAPI
+	if opts.OpenAPIListen != "" {
+		if api, err = startFakeOpenAPI(opts.OpenAPIListen, opts.AppKey, secret, stderr); err != nil {
+			return err
+		}
+		defer api.Close()
+	}
+
 	body, err := opts.body(target, webhook, stderr)
 	if err != nil {
 		return err
@@ -86,8 +97,13 @@ func runSend(ctx context.Context, opts sendOptions, stdout, stderr io.Writer) er
 	if err := postCallback(ctx, target, secret, body, cmp.Or(opts.Timeout, defaultSendTimeout), stdout); err != nil {
 		if webhook != nil {
 			err = fmt.Errorf("%w; not waiting for sessionWebhook posts", err)
+		} else if api != nil {
+			err = fmt.Errorf("%w; not waiting for AI cards", err)
 		}
 		return err
+	}
+	if api != nil {
+		return waitForCards(ctx, api, max(opts.Count, 1), cmp.Or(opts.Wait, defaultSendWait), stdout, stderr)
 	}
 	if webhook == nil {
 		return nil
@@ -100,8 +116,10 @@ func (opts sendOptions) check() error {
 	switch {
 	case opts.BodyFile != "" && opts.Callback != (dingtalktest.Callback{}):
 		return errors.New("--body sends the file as it is: --text, --group, --sender-nick, --sender-staff-id, --robot-code and --msg-id only shape a built callback")
-	case opts.WebhookListen == "" && (opts.Wait != 0 || opts.Count != 0):
-		return errors.New("--wait and --count only apply with --webhook-listen")
+	case opts.WebhookListen == "" && opts.OpenAPIListen == "" && (opts.Wait != 0 || opts.Count != 0):
+		return errors.New("--wait and --count only apply with --webhook-listen or --openapi-listen")
+	case opts.OpenAPIListen == "" && opts.AppKey != "":
+		return errors.New("--app-key only applies with --openapi-listen")
 	case opts.Wait < 0 || opts.Count < 0 || opts.Timeout < 0:
 		return errors.New("--wait, --count and --timeout cannot be negative")
 	}

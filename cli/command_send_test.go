@@ -381,7 +381,15 @@ func TestSendErrors(t *testing.T) {
 		},
 		"wait without a webhook": {
 			opts:    sendOptions{URL: "http://" + dead, Secret: secret, Wait: time.Second},
-			wantErr: "--wait and --count only apply with --webhook-listen",
+			wantErr: "--wait and --count only apply with --webhook-listen or --openapi-listen",
+		},
+		"app key without a fake OpenAPI": {
+			opts:    sendOptions{URL: "http://" + dead, Secret: secret, AppKey: "k"},
+			wantErr: "--app-key only applies with --openapi-listen",
+		},
+		"OpenAPI address in use": {
+			opts:    sendOptions{URL: "http://" + dead, Secret: secret, OpenAPIListen: busy.Addr().String()},
+			wantErr: "--openapi-listen: listen tcp " + busy.Addr().String() + ": bind: address already in use",
 		},
 		"negative count": {
 			opts:    sendOptions{URL: "http://" + dead, Secret: secret, WebhookListen: "127.0.0.1:0", Count: -1},

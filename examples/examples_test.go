@@ -3,6 +3,7 @@
 package examples
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
@@ -111,6 +112,32 @@ func TestAsyncLLM(t *testing.T) {
 	ex.expect(printed(t, `{"msgtype":"empty"}`,
 		`{"msgtype":"text","text":{"content":"After 1 s of thought, Zhang San: \"what is the meaning of life?\" is a fine question."}}`),
 		"--secret", trialSecret, "--text", "what is the meaning of life?", "--webhook-listen", webhook, "--wait", "60s")
+}
+
+func TestStreamingLLM(t *testing.T) {
+	needs(t, "python3")
+	ex := newExample(t, "streaming-llm")
+	ex.set("WORD_SECONDS", "0.02")
+	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/streaming-llm/backend.py")
+	api := ex.addr("API_BASE")
+	ex.set("API_BASE", "http://"+api)
+	ex.caddy()
+
+	// The card is created, fills in, and ends finished with the whole answer.
+	stdout, stderr, err := ex.send("--secret", trialSecret, "--text", "how do cards work?", "--group",
+		"--openapi-listen", api, "--wait", "60s")
+	if err != nil {
+		t.Fatalf("send: %v\n%s\n%s", err, stdout, stderr)
+	}
+	const answer = `Zhang San, you asked "how do cards work?": here is the answer, one word at a time.`
+	for _, want := range []string{"card 1 created (dtv1.card//IM_GROUP.", "final: " + answer + "\n", "card 1 state finished"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("send printed no %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Count(stdout, "card 1 update") < 2 {
+		t.Errorf("the card did not fill in over several updates:\n%s", stdout)
+	}
 }
 
 func TestMultiInstance(t *testing.T) {

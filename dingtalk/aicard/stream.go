@@ -44,7 +44,8 @@ const (
 
 // Config is how a Stream drives its cards.
 type Config struct {
-	// Client makes the card calls, through the robot's budget. Required.
+	// Client makes the card calls, through the robot's budget. Without
+	// one, no card is made and Result.Unsent has the whole text.
 	Client *openapi.Client
 	// TemplateID is the card template; empty means openapi.DefaultCardTemplate.
 	TemplateID string
@@ -165,9 +166,10 @@ func Start(ctx context.Context, cfg Config, target Target) *Stream {
 }
 
 // Write adds text to the answer. It blocks while the backlog beyond the
-// current card is full, until the card catches up or the stream's context
-// ends: a slow card slows the backend down instead of filling memory.
-func (s *Stream) Write(text string) error {
+// current card is full, until the card catches up or ctx or the stream's
+// context ends: a slow card slows the backend down instead of filling
+// memory.
+func (s *Stream) Write(ctx context.Context, text string) error {
 	if text == "" {
 		return nil
 	}
@@ -178,6 +180,9 @@ func (s *Stream) Write(text string) error {
 		select {
 		case <-s.room:
 		case <-s.done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return ctx.Err()
 		case <-s.ctx.Done():
 			s.mu.Lock()
 			return s.ctx.Err()
@@ -216,8 +221,9 @@ func (s *Stream) Close() Result {
 	return s.end(false, "")
 }
 
-// Fail ends the answer as broken: the card shows its content so far, then
-// note (when not empty), marked as an error, and the failed state.
+// Fail ends the answer as broken: the card shows its content so far (what
+// fits in it: text still waiting for a next card is dropped), then note
+// (when not empty), marked as an error, and the failed state.
 func (s *Stream) Fail(note string) Result {
 	return s.end(true, note)
 }
@@ -314,8 +320,15 @@ func (s *Stream) run() {
 	s.finish(cur, &last)
 }
 
+// ErrNoClient is Result.CreateErr of a Stream without a Client: the text
+// is all handed back.
+var ErrNoClient = errors.New("no OpenAPI client to create cards with")
+
 // create creates and delivers a new card, showing "thinking".
 func (s *Stream) create() (*card, error) {
+	if s.cfg.Client == nil {
+		return nil, ErrNoClient
+	}
 	c := &card{id: openapi.NewGUID()}
 	err := s.cfg.Client.CreateCard(s.ctx, openapi.NewCard{
 		TemplateID: s.cfg.TemplateID, OutTrackID: c.id,
@@ -438,13 +451,15 @@ func (s *Stream) finish(cur *card, last *time.Time) {
 			<-s.clock.After(wait) // the final update keeps the interval too
 		}
 		content, full, writes := s.snapshot()
-		if full {
-			cur = s.rollover(cur, content, last)
-			continue
-		}
 		s.mu.Lock()
 		failed, note := s.failed, s.failNote
 		s.mu.Unlock()
+		if full && !failed {
+			cur = s.rollover(cur, content, last)
+			continue
+		}
+		// A failed answer ends in the card it reached: what the backlog
+		// holds beyond it is dropped rather than spread over new cards.
 		if failed && note != "" {
 			content += "\n\n" + note
 		}

@@ -77,7 +77,7 @@ func TestStreamFillsOneCardInTheConversation(t *testing.T) {
 	words := strings.Fields("the quick brown fox jumps over the lazy dog")
 	s := Start(context.Background(), cfg, group)
 	for _, w := range words {
-		if err := s.Write(w + " "); err != nil {
+		if err := s.Write(context.Background(), w+" "); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,7 +101,7 @@ func TestStreamFillsOneCardInTheConversation(t *testing.T) {
 
 	// A 1:1 chat gets its card in the robot's chat with the sender.
 	s = Start(context.Background(), cfg, Target{StaffID: "staff42"})
-	_ = s.Write("hi")
+	_ = s.Write(context.Background(), "hi")
 	s.Close()
 	if c := fake.Cards()[1]; c.OpenSpaceID != "dtv1.card//IM_ROBOT.staff42" {
 		t.Errorf("a 1:1 card went to %q", c.OpenSpaceID)
@@ -179,10 +179,10 @@ func TestUpdatesKeepTheIntervalAndTheNewestWins(t *testing.T) {
 	var skipped atomic.Int32
 	s := Start(context.Background(), Config{Client: newClient(t, fake), Interval: interval, Clock: clock,
 		Hooks: Hooks{Updated: func(n int) { skipped.Add(int32(n)) }}}, group)
-	_ = s.Write("one")
+	_ = s.Write(context.Background(), "one")
 	waitFor(t, fake, "the first update", updates(1)) // the first text goes out at once
-	_ = s.Write(" two")
-	_ = s.Write(" three")
+	_ = s.Write(context.Background(), " two")
+	_ = s.Write(context.Background(), " three")
 	<-clock.waiting // the goroutine waits for the interval
 	clock.Advance(interval - time.Millisecond)
 	if n := len(fake.Cards()[0].Updates); n != 1 {
@@ -218,7 +218,7 @@ func TestOneUpdateInFlight(t *testing.T) {
 	for i := range 20 {
 		piece := strings.Repeat(string(rune('a'+i)), 3)
 		want.WriteString(piece)
-		_ = s.Write(piece)
+		_ = s.Write(context.Background(), piece)
 		select {
 		case <-fake.Notify():
 		case <-time.After(5 * time.Second):
@@ -235,7 +235,7 @@ func TestOneUpdateInFlight(t *testing.T) {
 func TestFailEndsTheCardVisibly(t *testing.T) {
 	fake := newFake(t)
 	s := Start(context.Background(), Config{Client: newClient(t, fake), Interval: time.Millisecond}, group)
-	_ = s.Write("half an ans")
+	_ = s.Write(context.Background(), "half an ans")
 	s.Fail("Sorry, the bot failed.")
 	card := fake.Cards()[0]
 	last := card.Updates[len(card.Updates)-1]
@@ -251,7 +251,7 @@ func TestContextEndStillFinalizes(t *testing.T) {
 	fake := newFake(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := Start(ctx, Config{Client: newClient(t, fake), Interval: time.Millisecond}, group)
-	_ = s.Write("partial")
+	_ = s.Write(context.Background(), "partial")
 	waitFor(t, fake, "an update", updates(1))
 	cancel()
 	s.Fail("")
@@ -264,8 +264,8 @@ func TestRefusedCardHandsBackTheWholeText(t *testing.T) {
 	fake := newFake(t)
 	fake.Fail(dingtalktest.OpenAPICardCreatePath, dingtalktest.FailNoPermission, 1)
 	s := Start(context.Background(), Config{Client: newClient(t, fake), MaxUnsent: 20}, group)
-	_ = s.Write("all of ")
-	_ = s.Write("the text")
+	_ = s.Write(context.Background(), "all of ")
+	_ = s.Write(context.Background(), "the text")
 	res := s.Close()
 	if !errors.Is(res.CreateErr, openapi.ErrUnauthorized) || res.Unsent != "all of the text" || res.Truncated || res.Cards != 0 {
 		t.Errorf("result %+v", res)
@@ -277,8 +277,8 @@ func TestRefusedCardHandsBackTheWholeText(t *testing.T) {
 	// The text kept is bounded.
 	fake.Fail(dingtalktest.OpenAPICardCreatePath, dingtalktest.FailNoPermission, 1)
 	s = Start(context.Background(), Config{Client: newClient(t, fake), MaxUnsent: 10}, group)
-	_ = s.Write("0123456")
-	_ = s.Write("789abc")
+	_ = s.Write(context.Background(), "0123456")
+	_ = s.Write(context.Background(), "789abc")
 	if res := s.Close(); res.Unsent != "0123456789" || !res.Truncated {
 		t.Errorf("result %+v, want 10 bytes and truncated", res)
 	}
@@ -297,7 +297,7 @@ func TestQPSLimitSlowsTheUpdatesDown(t *testing.T) {
 	for i := range 6 {
 		piece := strings.Repeat("x", i+1) + " "
 		want.WriteString(piece)
-		_ = s.Write(piece)
+		_ = s.Write(context.Background(), piece)
 		select {
 		case <-events:
 		case <-time.After(5 * time.Second):
@@ -321,7 +321,7 @@ func TestContentOverMaxCharsContinues(t *testing.T) {
 		fake := newFake(t)
 		s := Start(context.Background(), Config{Client: newClient(t, fake), Interval: time.Millisecond, MaxChars: 100, Overflow: overflow}, group)
 		for _, piece := range strings.SplitAfter(text.String(), "a") {
-			_ = s.Write(piece)
+			_ = s.Write(context.Background(), piece)
 		}
 		res := s.Close()
 		var shown strings.Builder
@@ -352,7 +352,7 @@ func TestAFullBacklogBlocksTheWriter(t *testing.T) {
 		defer close(writerDone)
 		chunk := strings.Repeat("y", 32<<10)
 		for range (10 << 20) / len(chunk) { // 10 MB
-			if s.Write(chunk) != nil {
+			if s.Write(context.Background(), chunk) != nil {
 				return
 			}
 			written.Add(int64(len(chunk)))
