@@ -35,6 +35,7 @@ type options struct {
 	profile  string
 	memory   bool
 	requests int64
+	gobench  bool
 
 	// -against: the Go benchmarks of this checkout against a commit's.
 	against   string
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
+	flag.BoolVar(&o.gobench, "gobench", true, "after the comparison, run the Go benchmarks that BENCHMARKS.md's other targets are about (not with -caddy)")
 	flag.StringVar(&o.against, "against", "", "compare the Go benchmarks with this commit's (any git revision) instead, in alternating runs")
 	flag.StringVar(&o.bench, "bench", "ServeHTTPAccepted", "with -against: the benchmarks to run (go test's -bench)")
 	flag.StringVar(&o.pkgs, "pkgs", "./caddymodule", "with -against: the packages whose benchmarks run, separated by commas")
@@ -139,7 +141,13 @@ func run(ctx context.Context, o options) error {
 	if o.memory {
 		return runMemory(env)
 	}
-	return runComparison(env)
+	if err := runComparison(env); err != nil {
+		return err
+	}
+	if o.gobench && o.caddy == "" {
+		return runGoBenchmarks(ctx)
+	}
+	return nil
 }
 
 // environment is what a mode of the harness runs with.
