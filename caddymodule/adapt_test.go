@@ -124,6 +124,13 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"app_key twice", false, "dingtalk {\n bot a s {\n  app_key k\n  app_key k2\n }\n}", "app_key is given twice"},
 		{"api_rate zero", false, "dingtalk {\n secret s\n api_rate 0\n}", `api_rate: "0" is not a whole number of at least 1`},
 		{"max_reply_chars words", false, "dingtalk {\n secret s\n max_reply_chars many\n}", `max_reply_chars: "many" is not a whole number`},
+		{"send argument", true, "dingtalk_send alerts", "wrong argument count"},
+		{"send unknown", true, "dingtalk_send {\n robot alerts\n}", `unrecognized dingtalk_send subdirective "robot"`},
+		{"send bot twice", true, "dingtalk_send {\n bot a\n bot b\n}", "bot is given twice"},
+		{"send secret with a space", true, "dingtalk_send {\n secret two words\n}", "secret takes exactly one argument (quote it"},
+		{"media mode", true, "dingtalk_media {\n mode stream\n}", `mode: expected redirect or proxy, got "stream"`},
+		{"media max_size", true, "dingtalk_media {\n max_size big\n}", "max_size: \"big\" is not a size"},
+		{"media unknown", true, "dingtalk_media {\n modes proxy\n}", `unrecognized dingtalk_media subdirective "modes"`},
 		{"async no hosts", false, "dingtalk {\n secret s\n async {\n  webhook_hosts\n }\n}", "wrong argument count"},
 		// dingtalk_reply
 		{"unknown type", true, `dingtalk_reply txt hello`, `unknown type "txt"`},
@@ -174,10 +181,10 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 }
 
-// The Caddyfiles the project ships must keep adapting, and every log they
-// configure, Caddy's default one first (a failing upstream's error prints the
-// request's headers there), drops the Sign header: a valid sign is a
-// credential until its timestamp ages out.
+// The Caddyfiles the project ships must keep adapting, and every log of
+// those that take callbacks, Caddy's default one first (a failing
+// upstream's error prints the request's headers there), drops the Sign
+// header: a valid sign is a credential until its timestamp ages out.
 func TestShippedCaddyfilesAdaptAndKeepTheSignOutOfLogs(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "examples", "*", "Caddyfile"))
 	if err != nil || len(files) == 0 {
@@ -192,6 +199,9 @@ func TestShippedCaddyfilesAdaptAndKeepTheSignOutOfLogs(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", file, err)
 			continue
+		}
+		if !bytes.Contains(out, []byte(`"handler":"dingtalk"`)) {
+			continue // sends only (dingtalk_send): no sign ever comes in
 		}
 		var cfg struct {
 			Logging struct {

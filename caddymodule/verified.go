@@ -189,6 +189,13 @@ func placeholderValue(v *Verified, name string) (string, bool) {
 		return m.SessionWebhook, true
 	case "create_at":
 		return m.CreateAt.String(), true
+	case "download_code": // the file of a picture, audio, video or file; a richText's first picture
+		if codes := m.DownloadCodes(); len(codes) > 0 {
+			return codes[0], true
+		}
+		return "", true
+	case "download_codes": // every picture of a richText, comma-separated
+		return strings.Join(m.DownloadCodes(), ","), true
 	}
 	return "", false
 }

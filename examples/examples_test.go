@@ -3,6 +3,9 @@
 package examples
 
 import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -161,4 +164,69 @@ func TestMultiInstance(t *testing.T) {
 	// Redis down: on_error closed refuses rather than answer twice.
 	redis.Stop()
 	a.expectRejected("503 Service Unavailable", "--secret", trialSecret)
+}
+
+// trialAppKey is the AppKey the examples' Caddyfiles default to.
+const trialAppKey = "dingtrialappkey"
+
+// fakeOpenAPI plays DingTalk's OpenAPI for the examples' trial robot and
+// points API_BASE at it.
+func (ex *example) fakeOpenAPI() *dingtalktest.OpenAPI {
+	api := dingtalktest.NewOpenAPI(dingtalktest.OpenAPIApp{AppKey: trialAppKey, AppSecret: trialSecret})
+	ex.t.Cleanup(api.Close)
+	ex.set("API_BASE", api.URL)
+	return api
+}
+
+func TestNotify(t *testing.T) {
+	needs(t, "curl")
+	ex := newExample(t, "notify")
+	api := ex.fakeOpenAPI()
+	ex.caddy()
+	notify := func(password string, args ...string) (string, error) {
+		cmd := exec.Command("examples/notify/notify.sh", args...)
+		cmd.Dir = ".."
+		cmd.Env = append(ex.env, "NOTIFY_PASSWORD="+password)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := notify("trial password", "cidGroup123==", `The "nightly" build is green \o/`)
+	if err != nil || out != `{"results":[{"processQueryKey":"fake-process-1"}]}`+"\n" {
+		t.Fatalf("notify.sh: %v\n%s", err, out)
+	}
+	sent := api.Sent()
+	if len(sent) != 1 || sent[0].ConversationID != "cidGroup123==" || sent[0].Param["content"] != `The "nightly" build is green \o/` {
+		t.Fatalf("DingTalk got %+v", sent)
+	}
+	// A wrong password reaches nothing.
+	if out, err := notify("wrong", "cidGroup123==", "x"); err == nil {
+		t.Fatalf("notify.sh with a wrong password succeeded:\n%s", out)
+	}
+	if n := api.Count(); n != 2 { // the token and the one send
+		t.Fatalf("the OpenAPI got %d calls, want 2", n)
+	}
+}
+
+func TestMedia(t *testing.T) {
+	needs(t, "python3")
+	ex := newExample(t, "media")
+	api := ex.fakeOpenAPI()
+	picture := []byte("\x89PNG\r\n\x1a\n a small picture")
+	api.AddMedia("dc/Picture+1==", dingtalktest.Media{ContentType: "image/png", Body: picture})
+	ex.addr("MEDIA_ADDR")
+	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/media/backend.py")
+	ex.caddy()
+
+	m := dingtalktest.Callback{}.Message()
+	m.MsgType, m.Text = "picture", nil
+	m.Content = []byte(`{"pictureDownloadCode":"pdc==","downloadCode":"dc/Picture+1=="}`)
+	body, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.expect(printed(t, fmt.Sprintf(`{"msgtype":"text","text":{"content":"Got your picture, Zhang San: %d bytes of image/png."}}`, len(picture))),
+		"--secret", trialSecret, "--body", bodyFile(t, body))
+	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Send me a picture, Zhang San."}}`),
+		"--secret", trialSecret, "--text", "hello")
 }

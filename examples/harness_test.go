@@ -114,7 +114,7 @@ func needs(t *testing.T, program string) {
 // exampleVars are the environment variables the examples read; a test
 // sets the ones it means, never inherits them.
 var exampleVars = []string{"LISTEN", "BACKEND_ADDR", "WEBHOOK_HOST", "WEATHER_ADDR", "ASK_ADDR", "DELAY_SECONDS", "INSTANCE", "REDIS_ADDR",
-	"API_BASE", "WORD_SECONDS", "DINGTALK_APP_KEY",
+	"API_BASE", "WORD_SECONDS", "DINGTALK_APP_KEY", "MEDIA_ADDR", "NOTIFY_PASSWORD", "NOTIFY_PASSWORD_HASH",
 	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME"}
 
 // example is one example running: its programs, on free loopback ports,
