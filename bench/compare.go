@@ -245,6 +245,7 @@ func printRatios(results map[string][]measurement) {
 	ratio("G/B throughput", "G", "B", measurement.rate, ">= 0.90", atLeast(0.90))
 	ratio("H/E throughput", "H", "E", measurement.rate, ">= 0.70", atLeast(0.70))
 	ratio("I/B throughput", "I", "B", measurement.rate, "", nil)
+	ratio("J/E throughput (acks)", "J", "E", measurement.rate, ">= 0.70", atLeast(0.70))
 	// Caddy's CPU time per request does not drop when other programs take
 	// the CPUs, as throughput does: the steadier view of the same cost.
 	ratio("B/A caddy CPU per request", "B", "A", measurement.cpuPer1k, "<= 1.03", atMost(1.03))
@@ -252,6 +253,10 @@ func printRatios(results map[string][]measurement) {
 	ratio("F/B caddy CPU per request", "F", "B", measurement.cpuPer1k, "", nil)
 	ratio("G/B caddy CPU per request", "G", "B", measurement.cpuPer1k, "", nil)
 	tw.Flush()
+	if runs := results["J"]; len(runs) > 0 {
+		p99 := medianOf(runs, measurement.p99)
+		fmt.Printf("  J ack p99 latency: %s (median of the rounds), %s\n", ms(p99), verdict("< 10ms", p99 < float64(10*time.Millisecond)))
+	}
 }
 
 func medianOf(runs []measurement, f func(measurement) float64) float64 {

@@ -90,6 +90,15 @@ var configs = []config{
 	{name: "I", title: "G with fsync on", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route(dingtalkHandler(fileStore(p, "I", "fsync on")), "reverse_proxy "+p.upstream)
 	}},
+	{name: "J", title: "E, its jobs in Redis", async: true, redis: true, answer: emptyReply, site: func(p peers) string {
+		return route(dingtalkHandler(fmt.Sprintf(`
+			store redis {
+				address %s
+			}
+			async {
+				webhook_hosts %s
+			}`, p.redis, p.webhook)), reply)
+	}},
 }
 
 // fileStore is the option of a file store of its own for configuration

@@ -5,6 +5,7 @@
 //
 //	go run ./bench                 # the comparison (about 2 minutes)
 //	go run ./bench -memory         # memory per remembered msgId
+//	go run ./bench -cards          # streamed answers as AI cards
 //	go run ./bench -against <rev>  # the Go benchmarks against an older commit
 package main
 
@@ -43,6 +44,11 @@ type options struct {
 	pkgs      string
 	runs      int
 	benchtime string
+
+	cards           bool
+	cardStreams     int
+	cardTokens      int
+	cardConcurrency int
 }
 
 func main() {
@@ -63,9 +69,13 @@ func main() {
 	flag.StringVar(&o.pkgs, "pkgs", "./caddymodule", "with -against: the packages whose benchmarks run, separated by commas")
 	flag.IntVar(&o.runs, "runs", 10, "with -against: how many times each binary runs")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "with -against: go test's -benchtime (a time, for the parallel benchmarks: see BENCHMARKS.md)")
+	flag.BoolVar(&o.cards, "cards", false, "measure streamed answers shown as AI cards instead (against a fake OpenAPI)")
+	flag.IntVar(&o.cardStreams, "card-streams", 20, "with -cards: streamed answers per phase")
+	flag.IntVar(&o.cardTokens, "card-tokens", 100, "with -cards: tokens per answer")
+	flag.IntVar(&o.cardConcurrency, "card-concurrency", 8, "with -cards: answers at a time in the second phase (the first has 1)")
 	flag.Parse()
-	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.runs < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration, -requests and -runs must be positive")
+	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.runs < 1 || o.cardStreams < 1 || o.cardTokens < 1 || o.cardConcurrency < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration, -requests, -runs and the -card-* counts must be positive")
 		os.Exit(2)
 	}
 
@@ -140,6 +150,9 @@ func run(ctx context.Context, o options) error {
 	printHeader(ctx, bin, o, caddyCPUs)
 	if o.memory {
 		return runMemory(env)
+	}
+	if o.cards {
+		return runCards(env)
 	}
 	if err := runComparison(env); err != nil {
 		return err

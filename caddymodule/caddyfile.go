@@ -39,6 +39,7 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    max_future <duration>
 //	    max_body <size>
 //	    dedupe off|<ttl>
+//	    lease <duration>
 //	    replay_guard on|off
 //	    replay_grace <duration>
 //	    forward_sign on|off
@@ -107,6 +108,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if on, err = onOffArg(d); err == nil {
 				h.ReplayGuard = &on
 			}
+		case "lease":
+			err = durationArg(d, &h.Lease)
 		case "replay_grace":
 			err = durationArg(d, &h.ReplayGrace)
 		case "forward_sign":

@@ -29,9 +29,15 @@ var emptyReply = func() []byte {
 // handler and settles them: kept once what they name was answered, released
 // when answering failed, so that DingTalk's redelivery can try again. The
 // dingtalk handler's deduper and the dingtalk_event handler share it.
+//
+// A key in flight is held by a lease, renewed while the request or job
+// runs: when its holder dies, the lease lapses well before DingTalk
+// redelivers, and the redelivery is processed. Only an answered key is
+// kept for the TTL, as the de-duplication record.
 type claims struct {
 	store  Store
-	ttl    time.Duration
+	ttl    time.Duration    // how long an answered key is remembered
+	lease  time.Duration    // how long a key in flight is held without renewal
 	now    func() time.Time // the handler's clock, for keeping a claim later
 	logger *zap.Logger
 	idKey  string // the log field naming what a key stands for: msg_id, event_id
@@ -45,13 +51,22 @@ type claim struct {
 	id    string // what the key stands for, for logs
 }
 
-// claimKey takes key, which stands for id, for ttl from now into c (which
-// the caller provides, so that it can stay on its stack), reporting whether
-// c holds it: false when another request holds it already.
-func (cs *claims) claimKey(ctx context.Context, key, id string, now time.Time, ttl time.Duration, c *claim) (bool, error) {
-	*c = claim{c: cs, key: key, token: newClaimToken(), id: id}
-	return cs.store.Claim(ctx, key, c.token, now, ttl)
+// claimKey takes key, which stands for id, under a lease from now into c
+// (which the caller provides, so that it can stay on its stack), reporting
+// whether c holds it: false when another request holds it already.
+func (cs *claims) claimKey(ctx context.Context, key, id string, now time.Time, c *claim) (bool, error) {
+	return cs.claimAs(ctx, key, id, newClaimToken(), now, c)
 }
+
+// claimAs is claimKey for a given token: a job taken over claims its
+// message with the token it holds the job by.
+func (cs *claims) claimAs(ctx context.Context, key, id string, token Token, now time.Time, c *claim) (bool, error) {
+	*c = claim{c: cs, key: key, token: token, id: id}
+	return cs.store.Claim(ctx, key, token, now, cs.lease)
+}
+
+// renew extends the lease: the holder is still working.
+func (c *claim) renew(ctx context.Context) { c.keep(ctx, c.c.lease) }
 
 // keep holds the key for ttl from now.
 func (c *claim) keep(ctx context.Context, ttl time.Duration) {
@@ -71,14 +86,19 @@ func (c *claim) release(ctx context.Context) {
 	}
 }
 
-// serveHeld runs serve while c holds its key, and releases the key unless
-// serve reports that it answered: also when serve panics, as reverse_proxy
+// serveHeld runs serve while c holds its key, renewing its lease, then
+// keeps the key for the TTL when serve reports that it answered, and
+// releases it otherwise: also when serve panics, as reverse_proxy
 // does with http.ErrAbortHandler when the upstream breaks off its answer
 // after the headers, which leaves DingTalk with no answer.
 func (c *claim) serveHeld(ctx context.Context, serve func() (answered bool, err error)) error {
 	answered := false
+	renewal := renewEvery(c.c.lease, func() { c.renew(ctx) })
 	defer func() {
-		if !answered {
+		renewal.stop()
+		if answered {
+			c.done(ctx)
+		} else {
 			c.release(ctx)
 		}
 	}()
@@ -98,21 +118,21 @@ type deduper struct {
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
 }
 
-func newDeduper(store Store, ttl time.Duration, now func() time.Time, report *reporter, logger *zap.Logger,
+func newDeduper(store Store, ttl, lease time.Duration, now func() time.Time, report *reporter, logger *zap.Logger,
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) *deduper {
 	return &deduper{
-		claims:           claims{store: store, ttl: ttl, now: now, logger: logger, idKey: "msg_id"},
+		claims:           claims{store: store, ttl: ttl, lease: lease, now: now, logger: logger, idKey: "msg_id"},
 		report:           report,
 		storeUnavailable: storeUnavailable,
 	}
 }
 
-// claim takes v's msgId for ttl from now, the time v was verified at. It
-// returns nil and no error when another request holds it already: the
-// message is a duplicate, and reported as one.
-func (d *deduper) claim(ctx context.Context, v *Verified, now time.Time, ttl time.Duration) (*claim, error) {
+// claim takes v's msgId under a lease from now, the time v was verified
+// at, on behalf of token. It returns nil and no error when another request
+// holds it already: the message is a duplicate, and reported as one.
+func (d *deduper) claim(ctx context.Context, v *Verified, token Token, now time.Time) (*claim, error) {
 	c := new(claim)
-	if held, err := d.take(ctx, v, now, ttl, c); !held {
+	if held, err := d.take(ctx, v, token, now, c); !held {
 		return nil, err
 	}
 	return c, nil
@@ -120,8 +140,8 @@ func (d *deduper) claim(ctx context.Context, v *Verified, now time.Time, ttl tim
 
 // take is claim into a claim the caller provides (serveOnce's stays on its
 // stack), reporting whether the msgId was taken.
-func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time.Duration, c *claim) (bool, error) {
-	held, err := d.claimKey(ctx, v.storeKey, v.Message.MsgID, now, ttl, c)
+func (d *deduper) take(ctx context.Context, v *Verified, token Token, now time.Time, c *claim) (bool, error) {
+	held, err := d.claimAs(ctx, v.storeKey, v.Message.MsgID, token, now, c)
 	if err != nil {
 		return false, err
 	}
@@ -139,7 +159,7 @@ func (d *deduper) take(ctx context.Context, v *Verified, now time.Time, ttl time
 func (d *deduper) serveOnce(w http.ResponseWriter, r *http.Request, a *accepted, now time.Time, next caddyhttp.Handler) error {
 	v := &a.Verified
 	var c claim
-	held, err := d.take(r.Context(), v, now, d.ttl, &c)
+	held, err := d.take(r.Context(), v, newClaimToken(), now, &c)
 	if err != nil {
 		if err := d.storeUnavailable(w, r, v, err); err != nil {
 			return err

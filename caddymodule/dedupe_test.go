@@ -6,7 +6,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
@@ -65,5 +67,42 @@ func TestDedupeJSON(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `dedupe: "`+bad+`" is neither off nor a positive duration`) {
 			t.Errorf("dedupe %q: provisioning returned %v", bad, err)
 		}
+	}
+}
+
+// A message in flight is held by a lease that its holder renews while the
+// route runs: a redelivery during a route that outlasts several leases is
+// a duplicate; once answered, the message is remembered past the lease.
+func TestLeaseIsRenewedWhileTheRouteRuns(t *testing.T) {
+	const lease = 150 * time.Millisecond
+	h := &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Lease: caddy.Duration(lease), now: time.Now}
+	if err := h.Provision(newTestConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	body := dingtalktest.Callback{Text: "hi"}.Body()
+	inRoute, finish, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	slow := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		close(inRoute)
+		<-finish
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	go func() {
+		req, _ := caddyRequest(signedAt(t, testSecret, time.Now(), body))
+		done <- h.ServeHTTP(httptest.NewRecorder(), req, slow)
+	}()
+	<-inRoute
+	for end := time.Now().Add(4 * lease); time.Now().Before(end); time.Sleep(lease / 4) {
+		if got := serve(h, signedAt(t, testSecret, time.Now(), body)); got.reached != nil {
+			t.Fatal("a redelivery while the route ran, past its first lease, was passed on")
+		}
+	}
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * lease) // the time under test: the lease would have lapsed by now
+	if got := serve(h, signedAt(t, testSecret, time.Now(), body)); got.reached != nil {
+		t.Fatal("a redelivery after the answer, past the lease, was passed on")
 	}
 }

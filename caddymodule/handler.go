@@ -67,6 +67,13 @@ type Handler struct {
 	// Default: 2h.
 	Dedupe string `json:"dedupe,omitempty"`
 
+	// How long a message in flight is held without renewal. Its holder
+	// renews the lease while the rest of the route (or the async job) runs;
+	// a holder that died lets go when it lapses, and DingTalk's redelivery
+	// (about a minute later) or, for an async job, another instance takes
+	// the message over. Default: 20s.
+	Lease caddy.Duration `json:"lease,omitempty"`
+
 	// The replay guard; false turns it off. The sign covers only the
 	// timestamp, not the body: whoever saw a valid timestamp and sign could
 	// send any body with them while the timestamp is in the window. The
@@ -163,6 +170,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.Lease == 0 {
+		h.Lease = caddy.Duration(defaultLease)
+	}
 	if h.ReplayGrace == 0 {
 		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
 	}
@@ -186,8 +196,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	guardReplays := h.ReplayGuard == nil || *h.ReplayGuard
 	h.stripSign = h.ForwardSign != nil && !*h.ForwardSign
+	var store Store
 	if dedupeTTL > 0 || guardReplays || h.usesOpenAPI() {
-		store, err := h.loadStore(ctx)
+		store, err = h.loadStore(ctx)
 		if err != nil {
 			return err
 		}
@@ -198,7 +209,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			h.failOpen = fo.FailOpen()
 		}
 		if dedupeTTL > 0 {
-			h.dedupe = newDeduper(store, dedupeTTL, h.now, h.report, h.logger, h.storeUnavailable)
+			h.dedupe = newDeduper(store, dedupeTTL, time.Duration(h.Lease), h.now, h.report, h.logger, h.storeUnavailable)
 		}
 		if guardReplays {
 			grace := time.Duration(h.ReplayGrace)
@@ -210,8 +221,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := cfg.validate(); err != nil {
 			return err
 		}
-		if h.relay, err = newRelay(cfg, dingtalk.ReplyLimits(h.MaxReplyChars), h.report, h.logger); err != nil {
+		if h.relay, err = newRelay(cfg, dingtalk.ReplyLimits(h.MaxReplyChars), time.Duration(h.Lease), h.report, h.logger); err != nil {
 			return err
+		}
+		if jobs, ok := store.(JobStore); ok {
+			h.relay.keepJobsIn(jobs, max(dedupeTTL, defaultDedupeTTL), h.storeUnavailable)
+		}
+		if r, ok := store.(retainer); ok {
+			h.relay.releaseStore = r.retain()
 		}
 	}
 	return nil
@@ -228,8 +245,8 @@ func (h *Handler) Validate() error {
 	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
 		return fmt.Errorf("dingtalk: max_body must be between 0 and 1GiB")
 	}
-	if h.ReplayGrace < 0 {
-		return fmt.Errorf("dingtalk: replay_grace must not be negative")
+	if h.ReplayGrace < 0 || h.Lease < 0 {
+		return fmt.Errorf("dingtalk: replay_grace and lease must not be negative")
 	}
 	if h.APIRate < 0 || h.MaxReplyChars < 0 {
 		return fmt.Errorf("dingtalk: api_rate and max_reply_chars must not be negative")
@@ -254,7 +271,7 @@ func parseDedupe(value string) (time.Duration, error) {
 }
 
 // Cleanup lets background jobs of this configuration finish on their own;
-// it waits for them only when Caddy exits.
+// when Caddy exits, it drains them first.
 func (h *Handler) Cleanup() error {
 	if h.relay != nil {
 		h.relay.close()
@@ -281,6 +298,10 @@ func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
 // ServeHTTP verifies the callback and passes it on, or rejects it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if rj := resumedFrom(r); rj != nil {
+		h.resume(r, repl, rj, next)
+		return nil
+	}
 
 	now := h.now()
 	acc, rj := h.verify(r, now)
@@ -306,12 +327,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.prepareForward(r, repl, acc)
 
 	if h.relay != nil {
-		return h.relay.serve(w, r, msg, now, dedupe, next)
+		return h.relay.serve(w, r, acc, now, dedupe, next)
 	}
 	if dedupe == nil {
 		return h.report.passOn(w, r, msg, next)
 	}
 	return dedupe.serveOnce(w, r, acc, now, next)
+}
+
+// resume runs an async job taken over, which the server brought here: the
+// request as it first arrived, verified again at the time it first was.
+// A handler that cannot run it leaves it unreached, and it is dropped.
+func (h *Handler) resume(r *http.Request, repl *caddy.Replacer, rj *resumedJob, next caddyhttp.Handler) {
+	if h.relay == nil || h.relay.store == nil {
+		return
+	}
+	acc, rejected := h.verify(r, rj.verifiedAt)
+	if rejected != nil {
+		h.logger.Error("an async job taken over does not verify here", zap.String("reason", rejected.reason), zap.Error(rejected.err))
+		return
+	}
+	h.prepareForward(r, repl, acc)
+	h.relay.resumeHere(r, acc, rj, h.dedupe, next)
 }
 
 // storeUnavailable is the one place where the store's on_error policy is

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,11 +27,11 @@ const (
 	defaultAsyncQueue     = 1024
 	defaultWebhookTimeout = 10 * time.Second
 	defaultWebhookRetries = 3
+	defaultDrain          = 30 * time.Second
+	defaultMaxAttempts    = 3
 	// maxReplySize bounds a background answer kept in memory; DingTalk's own
 	// message limits are far below it.
 	maxReplySize = 1 << 20
-	// shutdownGrace is how long jobs may still run when Caddy exits.
-	shutdownGrace = 10 * time.Second
 )
 
 // Async makes the dingtalk handler answer DingTalk at once with an empty
@@ -64,9 +65,24 @@ type Async struct {
 	WebhookRetries *int `json:"webhook_retries,omitempty"`
 
 	// A text posted to the sessionWebhook when the rest of the route fails
-	// or times out. Placeholders are expanded. Default: none, nothing is
-	// posted.
+	// or times out, when a job is given up after max_attempts, and when
+	// Caddy stops before a job could finish and no other instance can take
+	// it over (the memory store). Placeholders are expanded. Default: none,
+	// nothing is posted.
 	FallbackText string `json:"fallback_text,omitempty"`
+
+	// When Caddy stops, how long running jobs may still take before they
+	// are handed back: with a store whose jobs outlive the process (Redis)
+	// another instance, or this one restarted, takes them over; with the
+	// memory store the fallback_text is posted. Default: 30s.
+	Drain caddy.Duration `json:"drain,omitempty"`
+
+	// How many times a job may be started: by the instance that accepted
+	// it, then by each instance that took it over after its holder died or
+	// stopped. A job that keeps killing its holder is then given up: the
+	// fallback_text is posted, and the job is dropped and logged at ERROR.
+	// Default: 3.
+	MaxAttempts int `json:"max_attempts,omitempty"`
 
 	// Show streamed answers as DingTalk AI cards that fill in as the text
 	// arrives. Default: none, a streamed answer is posted when it ends.
@@ -76,6 +92,10 @@ type Async struct {
 // relay runs accepted callbacks in the background. Each configuration has
 // its own: jobs finish on the configuration they started with, and a
 // reload neither waits for them nor loses them.
+//
+// With a store, every job is recorded in it before DingTalk is acked and
+// held under a lease that the job renews while it runs (relay_jobs.go):
+// when the holder dies or stops, the job is taken over.
 type relay struct {
 	cfg    Async
 	client *dingtalk.WebhookClient
@@ -88,12 +108,26 @@ type relay struct {
 	workers      chan struct{} // one token per running job
 	jobs         sync.WaitGroup
 
-	// ctx ends the jobs that outlive the shutdown grace.
-	ctx    context.Context
-	cancel context.CancelFunc
+	store  JobStore      // nil without a store: jobs live in this process only
+	lease  time.Duration // how long a job is held without renewal
+	retain time.Duration // how long a job's record is kept at most
+	// storeUnavailable applies on_error when recording a job fails.
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
+	stopTaking       func() // ends the loop that takes jobs over, and waits for it
+	closing          atomic.Bool
+	// releaseStore lets the store close: Caddy cleans modules up in no set
+	// order, and the store must stay open until the jobs are settled.
+	releaseStore func()
+
+	// ctx ends the jobs that outlive the drain; postCtx ends their posts a
+	// webhook timeout later.
+	ctx         context.Context
+	cancel      context.CancelFunc
+	postCtx     context.Context
+	cancelPosts context.CancelFunc
 }
 
-func newRelay(cfg Async, limits dingtalk.SplitLimits, report *reporter, logger *zap.Logger) (*relay, error) {
+func newRelay(cfg Async, limits dingtalk.SplitLimits, lease time.Duration, report *reporter, logger *zap.Logger) (*relay, error) {
 	policy, err := dingtalk.NewWebhookPolicy(cfg.WebhookHosts)
 	if err != nil {
 		return nil, fmt.Errorf("dingtalk: async webhook_hosts: %v", err)
@@ -106,17 +140,23 @@ func newRelay(cfg Async, limits dingtalk.SplitLimits, report *reporter, logger *
 		retries = dingtalk.NoRetries
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	postCtx, cancelPosts := context.WithCancel(context.Background())
 	client := &dingtalk.WebhookClient{Policy: policy, Timeout: time.Duration(cfg.WebhookTimeout), Retries: retries}
 	return &relay{
-		cfg:     cfg,
-		client:  client,
-		sender:  &sender{webhook: client, limits: limits},
-		report:  report,
-		logger:  logger,
-		admit:   make(chan struct{}, cfg.Workers+cfg.Queue),
-		workers: make(chan struct{}, cfg.Workers),
-		ctx:     ctx,
-		cancel:  cancel,
+		cfg:          cfg,
+		client:       client,
+		sender:       &sender{webhook: client, limits: limits},
+		report:       report,
+		logger:       logger,
+		admit:        make(chan struct{}, cfg.Workers+cfg.Queue),
+		workers:      make(chan struct{}, cfg.Workers),
+		lease:        lease,
+		stopTaking:   func() {},
+		releaseStore: func() {},
+		ctx:          ctx,
+		cancel:       cancel,
+		postCtx:      postCtx,
+		cancelPosts:  cancelPosts,
 	}, nil
 }
 
@@ -134,21 +174,21 @@ func (a Async) withDefaults() Async {
 	if a.WebhookTimeout == 0 {
 		a.WebhookTimeout = caddy.Duration(defaultWebhookTimeout)
 	}
+	if a.Drain == 0 {
+		a.Drain = caddy.Duration(defaultDrain)
+	}
+	if a.MaxAttempts == 0 {
+		a.MaxAttempts = defaultMaxAttempts
+	}
 	return a
 }
 
-// claimTTL is how long a job holds its msgId before it is done: long enough
-// for the route and every webhook attempt, short enough that a job lost
-// with its process does not silence the message for the whole TTL.
-func (rl *relay) claimTTL() time.Duration {
-	attempts := time.Duration(max(rl.client.Retries, 0) + 1)
-	return time.Duration(rl.cfg.Timeout) + attempts*(time.Duration(rl.cfg.WebhookTimeout)+5*time.Second) + time.Minute
-}
-
 // serve answers DingTalk at once and runs the rest of the route in the
-// background. now is the time v was verified at; dedupe is nil when the
-// message is not to be de-duplicated.
-func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, now time.Time, dedupe *deduper, next caddyhttp.Handler) error {
+// background. now is the time a was verified at; dedupe is nil when the
+// message is not to be de-duplicated. The message is claimed and the job
+// recorded, under one token, before DingTalk is acked.
+func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now time.Time, dedupe *deduper, next caddyhttp.Handler) error {
+	v := &a.Verified
 	select {
 	case rl.admit <- struct{}{}:
 	default:
@@ -159,28 +199,40 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, v *Verified, now 
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("dingtalk: async queue is full"))
 	}
 
-	var c *claim
+	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1}
+	storeDown := false
 	if dedupe != nil {
 		var err error
-		c, err = dedupe.claim(r.Context(), v, now, rl.claimTTL())
+		j.claim, err = dedupe.claim(r.Context(), v, j.token, now)
 		switch {
 		case err != nil:
 			if err := dedupe.storeUnavailable(w, r, v, err); err != nil {
 				<-rl.admit
 				return err
 			}
-			// on_error open: the job runs without a claim.
-		case c == nil:
+			storeDown = true // on_error open: the job runs without a claim or a record
+		case j.claim == nil:
 			<-rl.admit
 			return writeJSON(w, http.StatusOK, emptyReply)
 		}
 	}
+	if rl.store != nil && !storeDown {
+		if err := rl.record(r, a, j, now); err != nil {
+			if err := rl.storeUnavailable(w, r, v, err); err != nil {
+				if j.claim != nil {
+					j.claim.release(r.Context())
+				}
+				<-rl.admit
+				return err
+			}
+			j.id = "" // on_error open: the job runs, but only in this process
+		}
+	}
 	rl.report.accepted(v)
 
-	rec := newRecordedResponse(maxReplySize)
-	j := &job{v: v, claim: c, req: detachRequest(r, v, rec), rec: rec, next: next}
+	j.rec = newRecordedResponse(maxReplySize)
+	j.req = detachRequest(r, v, j.rec)
 	metrics.job(v.Bot, jobQueued)
-	j.v.signer.metrics.jobsWaiting.Inc()
 	rl.jobs.Add(1)
 	go rl.run(j)
 	return writeJSON(w, http.StatusOK, emptyReply)
@@ -195,28 +247,44 @@ type job struct {
 	next  caddyhttp.Handler
 	card  *cardWriter // nil without async card
 
+	id       string // in the store; empty when the job is not recorded
+	token    Token  // what holds the claim and the job
+	attempts int    // the holders that started the job, this one included
+	lost     atomic.Bool
+	renewal  *renewal // renews the leases while the job runs; nil before
+
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
 
-// run waits for a worker, runs the route, and delivers its answer.
+// run runs a job this relay accepted, then gives its admission back.
 func (rl *relay) run(j *job) {
 	defer rl.jobs.Done()
 	defer func() { <-rl.admit }()
+	j.v.signer.metrics.jobsWaiting.Inc()
+	rl.execute(j)
+}
+
+// execute waits for a worker, runs the route while renewing the job's
+// lease, delivers its answer and settles the job.
+func (rl *relay) execute(j *job) {
 	m := j.v.signer.metrics
 	select {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
 	case <-rl.ctx.Done():
 		m.jobsWaiting.Dec()
-		rl.finish(j, outcomeDropped, nil, false)
+		rl.stopped(j, nil)
 		return
 	}
 	m.jobsWaiting.Dec()
 	m.jobsRunning.Inc()
 	defer m.jobsRunning.Dec()
-	if j.claim != nil {
-		j.claim.keep(rl.ctx, rl.claimTTL()) // the wait in the queue does not count
-	}
+
+	ctx, abandon := context.WithCancel(j.req.Context())
+	defer abandon()
+	j.req = j.req.WithContext(ctx)
+	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
+	rl.renew(j, abandon) // the wait in the queue does not count
 
 	start := time.Now()
 	reply, err := rl.runRoute(j)
@@ -224,11 +292,22 @@ func (rl *relay) run(j *job) {
 	m.backend.Observe(took.Seconds())
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 		zap.Duration("duration", took))
-	if j.card.streaming() {
+	switch {
+	case j.lost.Load():
+		j.renewal.stop()
+		metrics.job(j.v.Bot, outcomeLeaseLost)
+		logger.Warn("dingtalk async job left to another holder: its lease lapsed while it ran (the store was unreachable or this process stalled)",
+			zap.String("outcome", outcomeLeaseLost))
+		return
+	case j.card.streaming():
+		// Part of the answer is in the chat already: the card ends here,
+		// also when Caddy stops, rather than start over elsewhere.
 		rl.finishCard(j, err, logger)
 		return
-	}
-	if err != nil {
+	case err != nil && rl.ctx.Err() != nil:
+		rl.stopped(j, logger)
+		return
+	case err != nil:
 		outcome := failureOutcome(err)
 		logger.Warn("dingtalk async route failed", zap.String("outcome", outcome), zap.Error(err))
 		if fallback := rl.fallback(j); fallback != nil {
@@ -239,11 +318,27 @@ func (rl *relay) run(j *job) {
 		rl.finish(j, outcome, logger, false)
 		return
 	}
-	if reply == nil {
-		rl.finish(j, outcomeSucceeded, logger, true)
+	rl.finish(j, outcomeSucceeded, logger, reply == nil || rl.post(j, reply, logger))
+}
+
+// renew extends the leases on the job's claim and record. When the record
+// turns out to be held by another holder, the job was taken over while it
+// ran here: it is abandoned, so that only the new holder answers.
+func (rl *relay) renew(j *job, abandon context.CancelFunc) {
+	if j.claim != nil {
+		j.claim.renew(rl.postCtx)
+	}
+	if j.id == "" {
 		return
 	}
-	rl.finish(j, outcomeSucceeded, logger, rl.post(j, reply, logger))
+	held, err := rl.store.KeepJob(rl.postCtx, j.id, j.token, time.Now(), rl.lease)
+	switch {
+	case err != nil:
+		rl.logger.Error("renewing an async job's lease", zap.String("msg_id", j.v.Message.MsgID), zap.Error(err))
+	case !held:
+		j.lost.Store(true)
+		abandon()
+	}
 }
 
 // failureOutcome is the outcome of a job whose route failed with err.
@@ -260,27 +355,76 @@ const (
 	outcomeFailed    = "failed"
 	outcomeTimedOut  = "timed_out"
 	outcomeDropped   = "dropped"
+	outcomeTakenOver = "taken_over"  // started here after its holder's lease lapsed or it was handed back
+	outcomeHandedBak = "handed_back" // left for another instance when this one stopped
+	outcomeLeaseLost = "lease_lost"  // taken over by another instance while it ran here
 )
 
 // finish settles the claim (kept when the message was answered, released
-// otherwise so that a redelivery can try again), then counts and logs the
-// job's outcome: once the line is there, a redelivery meets the settled
-// claim. logger is nil for a job that never ran.
+// otherwise so that a redelivery can try again) and the job's record, then
+// counts and logs the job's outcome: once the line is there, a redelivery
+// meets the settled claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
+	j.renewal.stop()
 	if j.claim != nil {
 		if answered {
-			j.claim.done(rl.ctx)
+			j.claim.done(rl.postCtx)
 		} else {
-			j.claim.release(rl.ctx)
+			j.claim.release(rl.postCtx)
 		}
 	}
+	rl.forget(j)
 	if logger == nil {
-		logger = rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
-			zap.Duration("duration", 0))
+		logger = rl.jobLogger(j)
 	}
 	metrics.job(j.v.Bot, outcome)
 	logger.Info("dingtalk async job finished", zap.String("outcome", outcome), zap.Bool("answered", answered),
 		zap.String("webhook_result", cmp.Or(j.posted, "none")))
+}
+
+// forget removes the job's record: it is settled.
+func (rl *relay) forget(j *job) {
+	if j.id == "" {
+		return
+	}
+	if err := rl.store.FinishJob(rl.postCtx, j.id, j.token); err != nil {
+		rl.logger.Error("removing a settled async job from the store", zap.String("msg_id", j.v.Message.MsgID), zap.Error(err))
+	}
+}
+
+// jobLogger is the logger of a job that did not run.
+func (rl *relay) jobLogger(j *job) *zap.Logger {
+	return rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID), zap.Duration("duration", 0))
+}
+
+// stopped settles a job that Caddy stopped before it could finish: a store
+// whose jobs outlive the process gets it back for another instance (or
+// this one, restarted) to take over; otherwise the fallback text is posted,
+// and the job is dropped.
+func (rl *relay) stopped(j *job, logger *zap.Logger) {
+	j.renewal.stop()
+	if logger == nil {
+		logger = rl.jobLogger(j)
+	}
+	if j.claim != nil {
+		j.claim.release(rl.postCtx)
+	}
+	if j.id != "" && rl.store.JobsOutliveProcess() {
+		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {
+			logger.Error("handing an async job back to the store", zap.Error(err))
+		}
+		metrics.job(j.v.Bot, outcomeHandedBak)
+		logger.Warn("dingtalk async job handed back: Caddy stopped before it finished; another instance, or this one restarted, takes it over",
+			zap.String("outcome", outcomeHandedBak))
+		return
+	}
+	if fallback := rl.fallback(j); fallback != nil {
+		rl.post(j, fallback, logger)
+	}
+	rl.forget(j)
+	metrics.job(j.v.Bot, outcomeDropped)
+	logger.Error("dingtalk async job dropped: Caddy stopped before it finished, and the store keeps no job beyond this process",
+		zap.String("outcome", outcomeDropped), zap.String("webhook_result", cmp.Or(j.posted, "none")))
 }
 
 // runRoute runs the rest of the route within the timeout and returns the
@@ -356,15 +500,20 @@ func (rl *relay) fallback(j *job) []byte {
 // post delivers msg in answer to the job's message and reports whether it
 // was (or may have been) shown in the chat.
 func (rl *relay) post(j *job, msg []byte, logger *zap.Logger) bool {
-	d := rl.sender.deliver(rl.ctx, j.v, msg, logger)
+	d := rl.sender.deliver(rl.postCtx, j.v, msg, logger)
 	j.posted = d.result
 	return d.answered
 }
 
-// close lets jobs finish on their own, except when Caddy is exiting: then
-// they get a bounded grace and are ended after it. A reload must not wait
-// for jobs: Caddy holds its config lock during Cleanup.
+// close takes no more jobs over and lets running jobs finish on their own,
+// except when Caddy is exiting: then it gives them the drain to finish;
+// those still running after it are stopped and handed back (stopped), and
+// only then is the store let go. A reload must not wait for jobs: Caddy
+// holds its config lock meanwhile.
 func (rl *relay) close() {
+	rl.closing.Store(true)
+	rl.stopTaking()
+	defer rl.releaseStore()
 	if !caddy.Exiting() {
 		return
 	}
@@ -372,18 +521,26 @@ func (rl *relay) close() {
 	go func() { rl.jobs.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(shutdownGrace):
-		rl.logger.Warn("dingtalk async jobs still running at shutdown; ending them")
-		rl.cancel()
-		<-done
+		return
+	case <-time.After(time.Duration(rl.cfg.Drain)):
 	}
+	rl.logger.Warn("dingtalk async jobs still running after the drain; handing them back",
+		zap.Duration("drain", time.Duration(rl.cfg.Drain)))
+	rl.cancel()
+	// The fallback posts of a store whose jobs end with the process get
+	// one webhook timeout: the stop stays bounded.
+	stop := time.AfterFunc(time.Duration(rl.cfg.WebhookTimeout), rl.cancelPosts)
+	defer stop.Stop()
+	<-done
 }
 
 // validate rejects settings that cannot work.
 func (a Async) validate() error {
 	switch {
-	case a.Timeout < 0 || a.WebhookTimeout < 0:
-		return errors.New("dingtalk: async timeouts must not be negative")
+	case a.Timeout < 0 || a.WebhookTimeout < 0 || a.Drain < 0:
+		return errors.New("dingtalk: async timeouts and drain must not be negative")
+	case a.MaxAttempts < 0:
+		return errors.New("dingtalk: async max_attempts must not be negative")
 	case a.Workers < 0 || a.Queue < 0:
 		return errors.New("dingtalk: async workers and queue must not be negative")
 	case a.WebhookRetries != nil && *a.WebhookRetries < 0:

@@ -16,6 +16,8 @@ import (
 //	    webhook_timeout <duration>
 //	    webhook_retries <n>
 //	    fallback_text <text>
+//	    drain <duration>
+//	    max_attempts <n>
 //	    card { ... }    (relay_card_caddyfile.go)
 //	}
 func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
@@ -52,6 +54,10 @@ func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 			}
 		case "fallback_text":
 			a.FallbackText, err = singleArg(d)
+		case "drain":
+			err = durationArg(d, &a.Drain)
+		case "max_attempts":
+			a.MaxAttempts, err = countArg(d, 1)
 		case "card":
 			a.Card, err = unmarshalCard(d)
 		default:

@@ -11,10 +11,11 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
 
-// A background job holds its msgId for the relay's claim TTL from when it
-// starts: a redelivery within it is a duplicate, and one after it (the job
-// was lost with its process, as far as the store can tell) is run again.
-func TestRelayClaimLastsItsTTL(t *testing.T) {
+// A background job holds its msgId for a lease from when it starts (renewed
+// while it runs, every third of it): a redelivery within the lease is a
+// duplicate, and one after it, with no renewal (the job was lost with its
+// process, as far as the store can tell), is run again.
+func TestRelayClaimLastsItsLease(t *testing.T) {
 	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Async: &Async{}})
 	t.Cleanup(func() { _ = h.Cleanup() })
 	start := time.Now().Truncate(time.Millisecond).Add(-72 * time.Hour)
@@ -55,7 +56,7 @@ func TestRelayClaimLastsItsTTL(t *testing.T) {
 		}
 	}
 
-	ttl := h.relay.claimTTL()
+	ttl := time.Duration(h.Lease) // no renewal comes in this test's real time: it is a third of the lease
 	deliver("the first delivery")
 	waitReached("the first delivery")
 	clock.Store(start.Add(ttl - time.Millisecond).UnixNano())
@@ -63,7 +64,7 @@ func TestRelayClaimLastsItsTTL(t *testing.T) {
 	// A job holds its place in the relay until it ends, and this one is held:
 	// a second job would be a second place now.
 	if n := len(h.relay.admit); n != 1 {
-		t.Fatalf("a redelivery within the claim's TTL was accepted as a job: %d jobs", n)
+		t.Fatalf("a redelivery within the lease was accepted as a job: %d jobs", n)
 	}
 	clock.Store(start.Add(ttl + time.Millisecond).UnixNano())
 	deliver("a redelivery after the claim")

@@ -78,3 +78,12 @@ type StoredJob struct {
 	// as it arrived, without any secret); opaque to the store.
 	Payload []byte
 }
+
+// retainer is implemented by a Store whose Cleanup closes what it uses (a
+// connection pool, a file). Caddy cleans a configuration's modules up in no
+// set order, and the async relay settles its jobs in the dingtalk handler's
+// Cleanup, when Caddy exits: retain keeps the store usable until release
+// is called, after the jobs are settled.
+type retainer interface {
+	retain() (release func())
+}

@@ -214,6 +214,15 @@ func (s *RedisStore) Cleanup() error {
 	return err
 }
 
+// retain implements retainer: the client stays open until release.
+func (s *RedisStore) retain() (release func()) {
+	notLoaded := func() (caddy.Destructor, error) { return nil, errors.New("not loaded") }
+	if _, _, err := redisClients.LoadOrNew(s.poolKey, notLoaded); err != nil {
+		return func() {} // not there: nothing to keep open
+	}
+	return func() { _, _ = redisClients.Delete(s.poolKey) }
+}
+
 // FailOpen implements FailOpener: it reports whether on_error is open.
 func (s *RedisStore) FailOpen() bool { return s.OnError == redisOnErrorOpen }
 
@@ -297,6 +306,7 @@ func (c redisClient) Destruct() error { return c.Close() }
 var (
 	_ Store              = (*RedisStore)(nil)
 	_ FailOpener         = (*RedisStore)(nil)
+	_ retainer           = (*RedisStore)(nil)
 	_ caddy.Provisioner  = (*RedisStore)(nil)
 	_ caddy.CleanerUpper = (*RedisStore)(nil)
 	_ caddy.Destructor   = redisClient{}

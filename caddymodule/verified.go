@@ -37,6 +37,8 @@ type accepted struct {
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it
 	keys      keyRoom                // where the store keys' bytes are
+
+	timestamp, sign string // the headers that were verified, for a durable async job's record
 }
 
 // keyRoom holds the bytes of a callback's keys in the store, so that they

@@ -52,6 +52,7 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 	if b.robotCode != "" && msg.RobotCode != b.robotCode {
 		return nil, newRejection(http.StatusForbidden, reasonRobotCode, b.name, errors.New("robotCode in the body is not the bot's"))
 	}
+	a.timestamp, a.sign = timestamp, sign
 	a.Verified = Verified{Bot: b.name, Message: msg, Body: body, signer: b, storeKey: a.keys.keep(appendDedupeKey(a.keys.free(), msg))}
 	return a, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
+	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
 
 // cardSetup is a gateway whose async relay shows streamed answers as AI
@@ -327,5 +328,38 @@ func TestATenMegabyteStreamIsNotBuffered(t *testing.T) {
 	}
 	if last := card[len(card)-1]; last.State() != "5" {
 		t.Errorf("the card that timed out is in state %s, want failed", last.State())
+	}
+}
+
+func TestTwoGatewaysOnOneRedisShareTheCardBudget(t *testing.T) {
+	srv := redistest.Start(t)
+	const answer = "shared budget, one word at a time"
+	backend := dingtalktest.NewRecorder()
+	t.Cleanup(backend.Close)
+	backend.Handler = streamWords(answer)
+	webhook := dingtalktest.NewWebhook()
+	t.Cleanup(webhook.Close)
+	api := newFakeOpenAPI(t)
+	const rate = 10
+	one, second := startTwoGatewaysOnRedis(t, srv.Addr, api, webhook, backend, rate, "card {\n\t\t\t\t\tinterval 10ms\n\t\t\t\t}")
+	const callbacks = 6
+	for i := range callbacks {
+		url := one.URL
+		if i%2 == 1 {
+			url = second
+		}
+		body := dingtalktest.Callback{Text: "openai", Group: true, SessionWebhook: webhook.SessionURL()}.Body()
+		req, err := dingtalktest.NewRequest(url+"/robot", apiSecret, body, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEmptyAck(t, one.do(req))
+	}
+	s := &cardSetup{gateway: one, webhook: webhook, api: api}
+	for _, c := range s.endedCards(t, callbacks) {
+		checkCard(t, c, answer, 10*time.Millisecond)
+	}
+	if n := api.MaxPerSecond(""); n > rate {
+		t.Errorf("DingTalk saw %d calls in one second from the two gateways, over their shared api_rate of %d", n, rate)
 	}
 }

@@ -285,30 +285,7 @@ func TestTwoGatewaysSharingRedisFetchOneTokenAndStayUnderOneRate(t *testing.T) {
 	t.Cleanup(webhook.Close)
 	api := newFakeOpenAPI(t)
 	const rate = 10
-	// Two gateways in one config, as in twoInstances: their Redis timeouts
-	// differ, so that they share nothing but the redis-server.
-	siteFor := func(timeout string) string {
-		return fmt.Sprintf(`
-	route /robot {
-		dingtalk {
-			bot shared-bot %q {
-				app_key %s
-			}
-			api_base %s
-			api_rate %d
-			store redis {
-				address %s
-				timeout %s
-			}
-			async {
-				webhook_hosts %s
-			}
-		}
-		reverse_proxy %s
-	}`, apiSecret, apiAppKey, api.URL, rate, srv.Addr, timeout, hostPort(webhook.URL), hostPort(backend.URL))
-	}
-	second := "http://127.0.0.1:" + freePort(t)
-	one := startGateway(t, site{FilterSign: true, Body: siteFor("1s"), Extra: second + " {" + siteFor("2s") + "\n}"})
+	one, second := startTwoGatewaysOnRedis(t, srv.Addr, api, webhook, backend, rate, "")
 	setup := &openAPISetup{gateway: one, webhook: webhook, api: api}
 
 	const callbacks = 3 * rate
@@ -334,4 +311,37 @@ func TestTwoGatewaysSharingRedisFetchOneTokenAndStayUnderOneRate(t *testing.T) {
 	if span, least := sends[len(sends)-1].At.Sub(sends[0].At), (callbacks-1)*openapi.Interval(rate)*9/10; span < least {
 		t.Errorf("%d sends took %v, want at least %v at %d a second", callbacks, span, least, rate)
 	}
+}
+
+// startTwoGatewaysOnRedis starts two gateways in one config, as in
+// twoInstances: their Redis timeouts differ, so that they share nothing but
+// the redis-server at redisAddr. Each has the tests' robot, at rate calls a
+// second, in front of backend; async goes into their async blocks. It
+// returns the first gateway and the second's URL.
+func startTwoGatewaysOnRedis(t *testing.T, redisAddr string, api *dingtalktest.OpenAPI, webhook, backend *dingtalktest.Recorder, rate int, async string) (*gateway, string) {
+	t.Helper()
+	siteFor := func(timeout string) string {
+		return fmt.Sprintf(`
+	route /robot {
+		dingtalk {
+			bot shared-bot %q {
+				app_key %s
+			}
+			api_base %s
+			api_rate %d
+			store redis {
+				address %s
+				timeout %s
+			}
+			async {
+				webhook_hosts %s
+				%s
+			}
+		}
+		reverse_proxy %s
+	}`, apiSecret, apiAppKey, api.URL, rate, redisAddr, timeout, hostPort(webhook.URL), async, hostPort(backend.URL))
+	}
+	second := "http://127.0.0.1:" + freePort(t)
+	one := startGateway(t, site{FilterSign: true, Body: siteFor("1s"), Extra: second + " {" + siteFor("2s") + "\n}"})
+	return one, second
 }

@@ -1,0 +1,292 @@
+package caddymodule
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// A job recorded in the store is the callback as it arrived: the request
+// goes through the server again when another holder takes the job over,
+// so that the route's matchers and placeholders see what they saw the
+// first time, and the dingtalk handler verifies the sign again, at the time
+// it was first verified. The store holds no secret; the sign in it is
+// useless once its timestamp is older than max_age.
+type jobRecord struct {
+	Method     string      `json:"method"`
+	URI        string      `json:"uri"`
+	Host       string      `json:"host"`
+	RemoteAddr string      `json:"remote_addr"`
+	TLS        bool        `json:"tls,omitempty"`
+	Header     http.Header `json:"header"`
+	Body       string      `json:"body"`
+	VerifiedAt int64       `json:"verified_at"` // Unix milliseconds
+	// The name of the server that received it: srv0 and so on, as the
+	// Caddyfile names them, the same on every instance with the same
+	// Caddyfile, whatever addresses each listens on.
+	Server string `json:"server"`
+}
+
+// record stores j before DingTalk is acked: the request as it arrived
+// (a's sign headers included, even when the route does not forward them).
+func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time) error {
+	rec := jobRecord{
+		Method: r.Method, URI: r.RequestURI, Host: r.Host, RemoteAddr: r.RemoteAddr, TLS: r.TLS != nil,
+		Header: r.Header.Clone(), Body: a.Body, VerifiedAt: now.UnixMilli(),
+	}
+	rec.Header.Del(headerBot) // the handler's own, set again
+	rec.Header.Set(timestampKey, a.timestamp)
+	rec.Header.Set(signKey, a.sign)
+	if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		for name, s := range activeServers() {
+			if s == server {
+				rec.Server = name
+			}
+		}
+	}
+	payload, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	j.id = j.token.String()
+	// Leases run on real time; now may be a test's fixed time.
+	return rl.store.RecordJob(r.Context(), StoredJob{ID: j.id, Payload: payload}, j.token, time.Now(), rl.lease, rl.retain)
+}
+
+// keepJobsIn makes the relay record its jobs in store, under leases, and
+// take over the jobs whose holder is gone. retain bounds how long a record
+// is kept; storeUnavailable applies on_error when recording fails.
+func (rl *relay) keepJobsIn(store JobStore, retain time.Duration,
+	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error) {
+	rl.store, rl.retain, rl.storeUnavailable = store, retain, storeUnavailable
+	rl.startTakingOver()
+}
+
+// takeOverEvery is how often, in leases, a relay looks for jobs to take
+// over: a job whose holder died runs again within a lease and a quarter.
+const takeOverEvery = 4
+
+// startTakingOver looks for jobs to take over until close.
+func (rl *relay) startTakingOver() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	rl.stopTaking = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(max(rl.lease/takeOverEvery, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				rl.takeOver(ctx)
+			}
+		}
+	}()
+}
+
+// takeOver takes as many jobs as the queue has room for, and runs each.
+func (rl *relay) takeOver(ctx context.Context) {
+	servers := activeServers()
+	if servers == nil {
+		return // the HTTP app is not running (yet)
+	}
+	room := 0
+	for room < rl.cfg.Workers && rl.tryAdmit() {
+		room++
+	}
+	var taken []StoredJob
+	if room > 0 {
+		token := newClaimToken()
+		var err error
+		if taken, err = rl.store.TakeJobs(ctx, token, time.Now(), rl.lease, room); err != nil {
+			rl.logger.Error("looking for async jobs to take over", zap.Error(err))
+		}
+		for _, sj := range taken {
+			rl.jobs.Add(1)
+			go rl.resume(sj, token, servers)
+		}
+	}
+	for range room - len(taken) {
+		<-rl.admit
+	}
+}
+
+// tryAdmit takes a place in the queue if one is free.
+func (rl *relay) tryAdmit() bool {
+	select {
+	case rl.admit <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// resumedJob is what a job taken over carries through the server to the
+// dingtalk handler of its route, in the request's context: only this
+// package can put it there.
+type resumedJob struct {
+	StoredJob
+	token      Token
+	verifiedAt time.Time
+	reached    bool // a dingtalk async handler took the job
+}
+
+type resumedJobKey struct{}
+
+// resumedFrom returns the job r runs, or nil for a request from a client.
+func resumedFrom(r *http.Request) *resumedJob {
+	rj, _ := r.Context().Value(resumedJobKey{}).(*resumedJob)
+	return rj
+}
+
+// resume runs a job taken over through the server that first received it.
+func (rl *relay) resume(sj StoredJob, token Token, servers map[string]*caddyhttp.Server) {
+	defer rl.jobs.Done()
+	defer func() { <-rl.admit }()
+	logger := rl.logger.With(zap.String("job", sj.ID), zap.Int("attempts", sj.Attempts))
+	drop := func(why string, fields ...zap.Field) {
+		if err := rl.store.FinishJob(rl.postCtx, sj.ID, token); err != nil {
+			logger.Error("removing an async job from the store", zap.Error(err))
+		}
+		metrics.job("", outcomeDropped)
+		logger.Error("dingtalk async job dropped: "+why, append(fields, zap.String("outcome", outcomeDropped))...)
+	}
+	// A record that makes this code panic would otherwise kill every
+	// instance that takes it over, one after another.
+	defer func() {
+		if p := recover(); p != nil {
+			drop("taking it over panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	var rec jobRecord
+	if err := json.Unmarshal(sj.Payload, &rec); err != nil {
+		drop("its record cannot be read", zap.Error(err))
+		return
+	}
+	server := servers[rec.Server]
+	if server == nil {
+		drop("this instance has no server of the name of the one that received it", zap.String("server", rec.Server))
+		return
+	}
+	rj := &resumedJob{StoredJob: sj, token: token, verifiedAt: time.UnixMilli(rec.VerifiedAt)}
+	server.ServeHTTP(newRecordedResponse(0), rec.request(context.WithValue(context.Background(), resumedJobKey{}, rj)))
+	if !rj.reached {
+		drop("its route no longer reaches a dingtalk handler in async mode that accepts it")
+	}
+}
+
+// request rebuilds the request that was recorded.
+func (rec *jobRecord) request(ctx context.Context) *http.Request {
+	r := &http.Request{
+		Method:     rec.Method,
+		RequestURI: rec.URI,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        rec.Header,
+		Host:          rec.Host,
+		RemoteAddr:    rec.RemoteAddr,
+		Body:          http.NoBody,
+		ContentLength: int64(len(rec.Body)),
+	}
+	if rec.Header == nil {
+		r.Header = make(http.Header)
+	}
+	var err error
+	if r.URL, err = url.ParseRequestURI(rec.URI); err != nil {
+		r.URL = &url.URL{Path: "/"}
+	}
+	restoreBody(r, rec.Body, new(bodyReader))
+	if rec.TLS {
+		host, _, err := net.SplitHostPort(rec.Host)
+		if err != nil {
+			host = rec.Host
+		}
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, ServerName: host}
+	}
+	return r.WithContext(ctx)
+}
+
+// resume runs the job rj that the server brought to this handler: a was
+// verified again at the job's first verification. The message is claimed
+// with the job's token; when someone else holds or answered it, the job is
+// a duplicate (a holder that died after answering) and is dropped.
+func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe *deduper, next caddyhttp.Handler) {
+	rj.reached = true
+	v := &a.Verified
+	j := &job{v: v, next: next, req: r, rec: newRecordedResponse(maxReplySize), id: rj.ID, token: rj.token, attempts: rj.Attempts}
+	logger := rl.jobLogger(j).With(zap.Int("attempts", j.attempts))
+	if rl.closing.Load() {
+		// Another handler's loop found it while this one drains: leave it
+		// for an instance that is not stopping.
+		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {
+			logger.Error("handing an async job back to the store", zap.Error(err))
+		}
+		return
+	}
+	if dedupe != nil {
+		// Not dedupe.claim: a job taken over is no callback, and when its
+		// message is held it is no duplicate delivery either.
+		c := new(claim)
+		held, err := dedupe.claimAs(r.Context(), v.storeKey, v.Message.MsgID, j.token, dedupe.now(), c)
+		if err != nil {
+			logger.Error("claiming the message of an async job taken over; handed back", zap.Error(err))
+			_ = rl.store.HandBackJob(rl.postCtx, j.id, j.token)
+			return
+		}
+		if held {
+			j.claim = c
+		} else {
+			rl.forget(j)
+			metrics.job(v.Bot, outcomeDropped)
+			logger.Info("dingtalk async job dropped: its message is answered or held by another holder", zap.String("outcome", outcomeDropped))
+			return
+		}
+	}
+	if j.attempts > rl.cfg.MaxAttempts {
+		if fallback := rl.fallback(j); fallback != nil {
+			rl.post(j, fallback, logger)
+		}
+		if j.claim != nil {
+			j.claim.done(rl.postCtx) // settled: answered with the fallback, or not at all
+		}
+		rl.forget(j)
+		metrics.job(v.Bot, outcomeDropped)
+		logger.Error("dingtalk async job given up: every holder that started it died or stopped before it finished",
+			zap.Int("max_attempts", rl.cfg.MaxAttempts), zap.String("outcome", outcomeDropped),
+			zap.String("webhook_result", cmp.Or(j.posted, "none")))
+		return
+	}
+	metrics.job(v.Bot, outcomeTakenOver)
+	logger.Warn("dingtalk async job taken over: its holder's lease lapsed, or the holder handed it back when it stopped",
+		zap.String("outcome", outcomeTakenOver))
+	v.signer.metrics.jobsWaiting.Inc()
+	rl.jobs.Add(1)
+	defer rl.jobs.Done()
+	rl.execute(j)
+}
+
+// activeServers returns the HTTP servers of the running configuration, or
+// nil while there are none. Jobs taken over run on the newest config, as
+// the callbacks that arrive meanwhile do; a config still being loaded is
+// never touched.
+func activeServers() map[string]*caddyhttp.Server {
+	app, err := caddy.ActiveContext().AppIfConfigured("http")
+	if err != nil {
+		return nil
+	}
+	if http, ok := app.(*caddyhttp.App); ok {
+		return http.Servers
+	}
+	return nil
+}
