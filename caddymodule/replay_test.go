@@ -81,6 +81,7 @@ func TestDuplicateUntilTheDedupeTTL(t *testing.T) {
 	start := time.Now().Truncate(time.Millisecond).Add(-48 * time.Hour)
 	now := start
 	h.now = func() time.Time { return now }
+	h.dedupe.now = h.now // the answered claim is kept at the handler's time
 	body := dingtalktest.Callback{Text: "once"}.Body()
 	if got := serve(h, signedAt(t, testSecret, now, body)); got.reached == nil {
 		t.Fatalf("the message was rejected: %d %q", got.status, got.reason)
