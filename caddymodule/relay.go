@@ -200,7 +200,7 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 	}
 
 	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1, held: time.Now()}
-	storeDown := false
+	storeDown := a.storeFailed // on_error open: the job runs without a record
 	if dedupe != nil {
 		var err error
 		j.claim, err = dedupe.claim(r.Context(), v, j.token, now)
