@@ -161,8 +161,8 @@ func (h *EventHandler) Validate() error {
 	if h.MaxAge < 0 || h.MaxFuture < 0 || h.Lease < 0 {
 		return errors.New("dingtalk_event: max_age, max_future and lease must not be negative")
 	}
-	if h.MaxBody < 0 {
-		return errors.New("dingtalk_event: max_body must not be negative")
+	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
+		return errors.New("dingtalk_event: max_body must be between 0 and 1GiB")
 	}
 	return nil
 }
