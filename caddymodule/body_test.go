@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -105,8 +106,12 @@ func TestBodyReadStopsOneBytePastMaxBody(t *testing.T) {
 }
 
 // max_body from JSON is bounded: a limit near the int64 range overflowed
-// the reader's limit+1 and panicked on every callback.
+// the reader's limit+1 and panicked on every callback. dingtalk_event
+// reads its bodies the same way.
 func TestMaxBodyIsBounded(t *testing.T) {
+	if err := (&EventHandler{MaxBody: math.MaxInt64}).Validate(); err == nil {
+		t.Error("dingtalk_event validated max_body 9223372036854775807")
+	}
 	for _, c := range []struct {
 		maxBody string
 		valid   bool
