@@ -159,6 +159,11 @@ func TestRelayFallsBackToTheOpenAPIForEveryReplyType(t *testing.T) {
 		}
 	}
 	waitFor(t, "every reply through the OpenAPI", func() bool { return len(s.api.Sent()) == len(sent) })
+	// The fake records a send when it arrives; the module counts it once
+	// the answer is back, before the job's last line: wait for those lines.
+	waitFor(t, "the jobs' end", func() bool {
+		return strings.Count(s.logs(), "dingtalk async job finished") == len(sent)
+	})
 
 	for _, c := range sent {
 		w := cases[c.name].want
