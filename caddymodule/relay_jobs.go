@@ -219,8 +219,9 @@ func (rec *jobRecord) request(ctx context.Context) *http.Request {
 
 // resume runs the job rj that the server brought to this handler: a was
 // verified again at the job's first verification. The message is claimed
-// with the job's token; when someone else holds or answered it, the job is
-// a duplicate (a holder that died after answering) and is dropped.
+// with the job's token; when someone else answered it, or still holds it
+// after claimTakenOver's wait, the job is a duplicate (a holder that died
+// after answering) and is dropped.
 func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe *deduper, next caddyhttp.Handler) {
 	rj.reached = true
 	v := &a.Verified
@@ -238,7 +239,7 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 		// Not dedupe.claim: a job taken over is no callback, and when its
 		// message is held it is no duplicate delivery either.
 		c := new(claim)
-		held, err := dedupe.claimAs(r.Context(), v.storeKey, v.Message.MsgID, j.token, dedupe.now(), c)
+		held, err := rl.claimTakenOver(r.Context(), dedupe, v, j.token, c)
 		if err != nil {
 			logger.Error("claiming the message of an async job taken over; handed back", zap.Error(err))
 			_ = rl.store.HandBackJob(rl.postCtx, j.id, j.token)
@@ -274,6 +275,30 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 	rl.jobs.Add(1)
 	defer rl.jobs.Done()
 	rl.execute(j)
+}
+
+// claimTakenOver claims the message of a job taken over, on behalf of
+// token. Its dead holder renewed the message's lease and the job's one
+// after the other, and may have died in between: the message's lease then
+// lapses up to a renewal period (a third of a lease) after the job's. So a
+// message held by another holder is claimed again until half a lease has
+// passed, well within the lease the job was taken under, before the job
+// counts as a duplicate. Claiming ends early when the relay stops.
+func (rl *relay) claimTakenOver(ctx context.Context, dedupe *deduper, v *Verified, token Token, c *claim) (bool, error) {
+	giveUp := time.Now().Add(rl.lease / 2)
+	retry := time.NewTicker(max(rl.lease/20, time.Millisecond))
+	defer retry.Stop()
+	for {
+		held, err := dedupe.claimAs(ctx, v.storeKey, v.Message.MsgID, token, dedupe.now(), c)
+		if held || err != nil || time.Now().After(giveUp) {
+			return held, err
+		}
+		select {
+		case <-retry.C:
+		case <-rl.ctx.Done():
+			return false, rl.ctx.Err()
+		}
+	}
 }
 
 // activeServers returns the HTTP servers of the running configuration, or
