@@ -158,13 +158,17 @@ func (s *StreamServer) connect(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown, used or expired ticket", http.StatusUnauthorized)
 		return
 	}
+	// The client has its socket as soon as Accept wrote the handshake's
+	// answer: registering it under the same lock means that Connected,
+	// Send and Drop never miss a socket that its client already uses.
+	s.mu.Lock()
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
+		s.mu.Unlock()
 		return
 	}
 	ws.SetReadLimit(4 << 20)
 	c := &streamConn{ws: ws, ticket: ticket, closed: make(chan struct{})}
-	s.mu.Lock()
 	s.conns = append(s.conns, c)
 	s.accepted++
 	s.changedLocked()
