@@ -130,7 +130,7 @@ type relay struct {
 func newRelay(cfg Async, limits dingtalk.SplitLimits, lease time.Duration, report *reporter, logger *zap.Logger) (*relay, error) {
 	policy, err := dingtalk.NewWebhookPolicy(cfg.WebhookHosts)
 	if err != nil {
-		return nil, fmt.Errorf("dingtalk: async webhook_hosts: %v", err)
+		return nil, fmt.Errorf("async webhook_hosts: %v", err)
 	}
 	retries := defaultWebhookRetries
 	if cfg.WebhookRetries != nil {
@@ -543,13 +543,13 @@ func (rl *relay) close() {
 func (a Async) validate() error {
 	switch {
 	case a.Timeout < 0 || a.WebhookTimeout < 0 || a.Drain < 0:
-		return errors.New("dingtalk: async timeouts and drain must not be negative")
+		return errors.New("async timeouts and drain must not be negative")
 	case a.MaxAttempts < 0:
-		return errors.New("dingtalk: async max_attempts must not be negative")
+		return errors.New("async max_attempts must not be negative")
 	case a.Workers < 0 || a.Queue < 0:
-		return errors.New("dingtalk: async workers and queue must not be negative")
+		return errors.New("async workers and queue must not be negative")
 	case a.WebhookRetries != nil && *a.WebhookRetries < 0:
-		return errors.New("dingtalk: async webhook_retries must not be negative")
+		return errors.New("async webhook_retries must not be negative")
 	case a.Card != nil:
 		return a.Card.validate()
 	}

@@ -124,7 +124,6 @@ func (a *StreamApp) Provision(ctx caddy.Context) error {
 	}
 	store := mod.(Store)
 
-	repl := caddy.NewReplacer()
 	seen := map[string]bool{}
 	for i, r := range a.Robots {
 		if r.Name == "" {
@@ -134,7 +133,7 @@ func (a *StreamApp) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("dingtalk_stream: robot %q is configured twice", r.Name)
 		}
 		seen[r.Name] = true
-		route, err := r.provision(repl, store, a.logger)
+		route, err := r.provision(store, a.logger)
 		if err != nil {
 			return err
 		}
@@ -154,14 +153,11 @@ func (a *StreamApp) Provision(ctx caddy.Context) error {
 
 // provision checks the robot and expands its credentials. Errors name the
 // robot and the setting, never a secret.
-func (r StreamRobot) provision(repl *caddy.Replacer, store Store, logger *zap.Logger) (*streamRoute, error) {
+func (r StreamRobot) provision(store Store, logger *zap.Logger) (*streamRoute, error) {
 	expand := func(name, value string) (string, error) {
-		expanded, err := repl.ReplaceOrErr(value, true, true)
+		expanded, err := expandSecret(value)
 		if err != nil {
-			return "", fmt.Errorf("dingtalk_stream: robot %q: the %s's placeholder cannot be expanded (is the variable or file there?)", r.Name, name)
-		}
-		if expanded == "" {
-			return "", fmt.Errorf("dingtalk_stream: robot %q has an empty %s (an unset {env.*} variable?)", r.Name, name)
+			return "", fmt.Errorf("robot %q: %s: %w", r.Name, name, err)
 		}
 		return expanded, nil
 	}

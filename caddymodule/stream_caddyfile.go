@@ -62,7 +62,7 @@ func (a *StreamApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "api_base":
 			a.APIBase, err = singleArg(d)
 		case "store":
-			a.StoreRaw, err = storeArg(d)
+			a.StoreRaw, err = unmarshalStoreModule(d)
 		case "robot":
 			err = a.unmarshalRobot(d)
 		default:

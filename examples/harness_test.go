@@ -115,7 +115,7 @@ func needs(t *testing.T, program string) {
 // sets the ones it means, never inherits them.
 var exampleVars = []string{"LISTEN", "BACKEND_ADDR", "WEBHOOK_HOST", "WEATHER_ADDR", "ASK_ADDR", "DELAY_SECONDS", "INSTANCE", "REDIS_ADDR",
 	"API_BASE", "WORD_SECONDS", "DINGTALK_APP_KEY", "MEDIA_ADDR", "NOTIFY_PASSWORD", "NOTIFY_PASSWORD_HASH",
-	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "EVENTS_LOG", "STREAM_LEASE", "STREAM_ADDR"}
+	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "STREAM_LEASE", "STREAM_ADDR", "EVENTS_LOG"}
 
 // example is one example running: its programs, on free loopback ports,
 // with their addresses and secrets in the environment, as a user would

@@ -18,6 +18,7 @@ import (
 func TestStream(t *testing.T) {
 	needs(t, "python3")
 	ex := newExample(t, "stream")
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	streamAddr, webhookAddr := ex.addr("STREAM_ADDR"), ex.addr("WEBHOOK_HOST")
 	ex.set("DINGTALK_STREAM_API", "http://"+streamAddr)
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/python/backend.py")
@@ -62,6 +63,7 @@ func TestStreamSingle(t *testing.T) {
 	start := func(name string) (*example, *process) {
 		ex := newExample(t, "stream-single")
 		ex.set("INSTANCE", name)
+		ex.set("DINGTALK_APP_SECRET", trialSecret)
 		ex.set("REDIS_ADDR", redis.Addr)
 		ex.set("DINGTALK_STREAM_API", fake.URL)
 		ex.set("WEBHOOK_HOST", strings.TrimPrefix(webhook.URL, "http://"))

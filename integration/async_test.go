@@ -190,7 +190,11 @@ func TestAsyncFailedBackendPostsFallbackAndReleasesTheClaim(t *testing.T) {
 	if got, want := string(rl.webhook.Requests()[0].Body), `{"msgtype":"text","text":{"content":"Sorry Zhang San, try again"}}`; got != want {
 		t.Fatalf("posted %s, want %s", got, want)
 	}
-	waitFor(t, "the job to finish", func() bool { return strings.Contains(rl.logs(), `"outcome":"failed"`) })
+	// The job's last line, logged after the claim was released ("dingtalk
+	// async route failed" says "failed" before that).
+	waitFor(t, "the job to finish", func() bool {
+		return strings.Contains(rl.logs(), `"msg":"dingtalk async job finished"`) && strings.Contains(rl.logs(), `"outcome":"failed"`)
+	})
 
 	// The claim was released: DingTalk's redelivery reaches the backend again.
 	fail.Store(false)
