@@ -56,7 +56,7 @@ var (
 // would, rather than a gateway that does not start.
 func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("dingtalk: file store: %v", err)
+		return nil, fmt.Errorf("file store: %v", err)
 	}
 	opts := &bolt.Options{
 		// Another process holding the file fails the config load, naming
@@ -72,29 +72,29 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) {
 		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
 		if renameErr := os.Rename(path, aside); renameErr != nil {
-			return nil, fmt.Errorf("dingtalk: file store %s cannot be read (%v) nor set aside: %v", path, err, renameErr)
+			return nil, fmt.Errorf("file store %s cannot be read (%v) nor set aside: %v", path, err, renameErr)
 		}
 		logger.Error("dingtalk file store could not be read; set it aside and started an empty one",
 			zap.String("path", path), zap.String("set_aside", aside), zap.Error(err))
 		db, err = bolt.Open(path, 0o600, opts)
 	}
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("dingtalk: file store %s is locked by another process (another Caddy?)", path)
+		return nil, fmt.Errorf("file store %s is locked by another process (another Caddy?)", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dingtalk: file store %s: %v", path, err)
+		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f := &fileDB{
 		db:      db,
 		table:   newMemoryTable(defaultMaxEntries),
 		logger:  logger,
-		writes:  make(chan *fileWrite),
+		writes:  make(chan *fileWrite, maxFileBatch),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	if err := f.load(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("dingtalk: file store %s: %v", path, err)
+		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f.writer.Add(1)
 	go f.write()
@@ -158,9 +158,10 @@ func readLogRecord(v []byte) (logRecord, bool) {
 	return logRecord{kind: v[0], expires: int64(binary.BigEndian.Uint64(v[1:])), token: Token(v[9:logHeader]), key: v[logHeader:]}, true
 }
 
-// log writes a change of the claims down in the file, and returns once it
-// is committed.
-func (f *fileDB) log(kind byte, key string, token Token, expires time.Time) error {
+// log writes a change of the claims down in the file. With wait it returns
+// once the change is committed; without, once the writer has it, and the
+// writer logs an error that the change meets.
+func (f *fileDB) log(kind byte, key string, token Token, expires time.Time, wait bool) error {
 	// One allocation for the sequence number the writer gives it, and the
 	// record: bbolt keeps both until the transaction is committed.
 	buf := make([]byte, 8+logHeader+len(key))
@@ -169,11 +170,16 @@ func (f *fileDB) log(kind byte, key string, token Token, expires time.Time) erro
 	binary.BigEndian.PutUint64(rec[1:], uint64(expires.UnixNano()))
 	copy(rec[9:], token[:])
 	copy(rec[logHeader:], key)
-	return f.submit(&fileWrite{record: buf})
+	w := &fileWrite{record: buf}
+	if wait {
+		w.done = make(chan error, 1)
+	}
+	return f.submit(w)
 }
 
 // fileWrite is one write waiting for its transaction: a log record (its
-// first 8 bytes left for its sequence number), or a function.
+// first 8 bytes left for its sequence number), or a function. done gets
+// its result; nil when nobody waits for it.
 type fileWrite struct {
 	record []byte
 	fn     func(*bolt.Tx) error
@@ -184,12 +190,12 @@ type fileWrite struct {
 // fn may run twice: when a transaction of several writes fails, each is
 // run again alone, so that one write's error is not another's.
 func (f *fileDB) update(fn func(*bolt.Tx) error) error {
-	return f.submit(&fileWrite{fn: fn})
+	return f.submit(&fileWrite{fn: fn, done: make(chan error, 1)})
 }
 
-// submit hands w to the writer and waits for its commit.
+// submit hands w to the writer, in order, and waits for its commit if
+// anyone does.
 func (f *fileDB) submit(w *fileWrite) error {
-	w.done = make(chan error, 1)
 	f.mu.RLock()
 	if f.closed {
 		f.mu.RUnlock()
@@ -197,6 +203,9 @@ func (f *fileDB) submit(w *fileWrite) error {
 	}
 	f.writes <- w
 	f.mu.RUnlock()
+	if w.done == nil {
+		return nil
+	}
 	return <-w.done
 }
 
@@ -256,11 +265,16 @@ func (f *fileDB) commit(batch []*fileWrite) {
 		return nil
 	})
 	for _, w := range batch {
+		werr := err
 		if err != nil && len(batch) > 1 {
-			w.done <- f.db.Update(w.apply)
-			continue
+			werr = f.db.Update(w.apply)
 		}
-		w.done <- err
+		switch {
+		case w.done != nil:
+			w.done <- werr
+		case werr != nil:
+			f.logger.Error("writing a claim to the dingtalk file store", zap.Error(werr))
+		}
 	}
 }
 
