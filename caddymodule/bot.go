@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
@@ -66,23 +64,19 @@ func replayID(secret string) string {
 // provisionBots expands secrets and checks names. Error messages name the
 // bot, never the secret.
 func provisionBots(configured []Bot) ([]bot, error) {
-	repl := caddy.NewReplacer()
 	seen := make(map[string]bool, len(configured))
 	bots := make([]bot, 0, len(configured))
 	for i, b := range configured {
 		if b.Name == "" {
-			return nil, fmt.Errorf("dingtalk: bot #%d has no name", i+1)
+			return nil, fmt.Errorf("bot #%d has no name", i+1)
 		}
 		if seen[b.Name] {
-			return nil, fmt.Errorf("dingtalk: bot %q is configured twice", b.Name)
+			return nil, fmt.Errorf("bot %q is configured twice", b.Name)
 		}
 		seen[b.Name] = true
-		secret, err := repl.ReplaceOrErr(b.Secret, true, true)
+		secret, err := expandSecret(b.Secret)
 		if err != nil {
-			return nil, fmt.Errorf("dingtalk: bot %q: the secret's placeholder cannot be expanded (is the variable or file there?)", b.Name)
-		}
-		if secret == "" {
-			return nil, fmt.Errorf("dingtalk: bot %q has an empty secret (an unset {env.*} variable?)", b.Name)
+			return nil, fmt.Errorf("bot %q: secret: %v", b.Name, err)
 		}
 		bots = append(bots, bot{name: b.Name, verifier: dingtalk.NewVerifier(secret), robotCode: b.RobotCode, replayID: replayID(secret)})
 	}

@@ -174,6 +174,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.bots = bots
+	warnOfTrialSecrets(h.logger, bots)
 
 	if err := registerMetrics(ctx); err != nil {
 		return err
@@ -244,19 +245,19 @@ func setLimitDefaults(maxAge, maxFuture *caddy.Duration, maxBody *int64) dingtal
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *Handler) Validate() error {
 	if len(h.bots) == 0 {
-		return fmt.Errorf("dingtalk: at least one bot with a secret is required")
+		return fmt.Errorf("at least one bot with a secret is required")
 	}
 	if h.MaxAge < 0 || h.MaxFuture < 0 {
-		return fmt.Errorf("dingtalk: max_age and max_future must not be negative")
+		return fmt.Errorf("max_age and max_future must not be negative")
 	}
 	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
-		return fmt.Errorf("dingtalk: max_body must be between 0 and 1GiB")
+		return fmt.Errorf("max_body must be between 0 and 1GiB")
 	}
 	if h.ReplayGrace < 0 || h.Lease < 0 {
-		return fmt.Errorf("dingtalk: replay_grace and lease must not be negative")
+		return fmt.Errorf("replay_grace and lease must not be negative")
 	}
 	if h.APIRate < 0 || h.MaxReplyChars < 0 {
-		return fmt.Errorf("dingtalk: api_rate and max_reply_chars must not be negative")
+		return fmt.Errorf("api_rate and max_reply_chars must not be negative")
 	}
 	return nil
 }
@@ -272,7 +273,7 @@ func parseDedupe(value string) (time.Duration, error) {
 	}
 	ttl, err := caddy.ParseDuration(value)
 	if err != nil || ttl <= 0 {
-		return 0, fmt.Errorf("dingtalk: dedupe: %q is neither off nor a positive duration such as 2h", value)
+		return 0, fmt.Errorf("dedupe: %q is neither off nor a positive duration such as 2h", value)
 	}
 	return ttl, nil
 }
@@ -303,7 +304,7 @@ func loadStore(ctx caddy.Context, handler any, raw *json.RawMessage) (Store, err
 	}
 	mod, err := ctx.LoadModule(handler, "StoreRaw")
 	if err != nil {
-		return nil, fmt.Errorf("dingtalk: loading store: %v", err)
+		return nil, fmt.Errorf("loading store: %v", err)
 	}
 	return mod.(Store), nil
 }
@@ -334,6 +335,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return err
 			}
 			dedupe = nil // the store just failed: neither wait for it nor warn again
+			acc.storeFailed = true
 		}
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,7 +215,7 @@ func TestPlaceholders(t *testing.T) {
 		"sender_nick": "Ann", "sender_staff_id": "u1", "sender_id": "$:LWCP_v1:$sender", "sender_corp_id": "dingcorp1",
 		"conversation_id": "cidGroup123==", "conversation_type": "group", "conversation_title": "robot test",
 		"robot_code": "dingrobot1", "chatbot_user_id": "$:LWCP_v1:$bot", "is_admin": "true", "is_in_at_list": "true",
-		"create_at": strconv.FormatInt(fixedNow.UnixMilli(), 10), "text.urlencoded": "hello%0Aworld",
+		"create_at": strconv.FormatInt(fixedNow.UnixMilli(), 10), "text.urlencoded": "hello%0Aworld", "has_media": "false",
 	}
 	for name, value := range want {
 		if got := repl.ReplaceAll("{http.dingtalk."+name+"}", "<empty>"); got != value {
@@ -247,6 +248,59 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	}
 	if err := (&Handler{}).Validate(); err == nil {
 		t.Error("a handler without bots validated")
+	}
+}
+
+// A richText's text reaches {http.dingtalk.text}; {http.dingtalk.has_media}
+// tells that it carries a picture.
+func TestRichTextPlaceholders(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+	for _, tc := range []struct {
+		msgType, text, media string
+	}{{"richText", "see this", "true"}, {"picture", "", "true"}, {"text", "see this", "false"}} {
+		cb := dingtalktest.Callback{MsgType: tc.msgType, Now: fixedNow}
+		if tc.text != "" {
+			cb.Text = tc.text
+		}
+		got := serve(h, signedAt(t, testSecret, fixedNow, cb.Body()))
+		if got.reached == nil {
+			t.Fatalf("%s rejected: %q", tc.msgType, got.reason)
+		}
+		repl := got.reached.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if text, media := repl.ReplaceAll("{http.dingtalk.text}", ""), repl.ReplaceAll("{http.dingtalk.has_media}", ""); text != tc.text || media != tc.media {
+			t.Errorf("%s: text %q, has_media %q; want %q, %q", tc.msgType, text, media, tc.text, tc.media)
+		}
+	}
+}
+
+// A sign that was percent-encoded, and a timestamp in seconds, are named as
+// such in the rejection that is logged.
+func TestRejectionsSayWhatToFix(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+	body := dingtalktest.Callback{Text: "hi", Now: fixedNow}.Body()
+	for name, tc := range map[string]struct {
+		change func(*http.Request)
+		want   string
+	}{
+		"percent-encoded sign": {func(r *http.Request) { r.Header.Set("sign", url.QueryEscape(r.Header.Get("sign"))) }, "it is percent-encoded (%2B, %2F, %3D)"},
+		"another sign": {func(r *http.Request) {
+			r.Header.Set("sign", dingtalk.Sign("another secret", r.Header.Get("timestamp")))
+		}, "sign matches no configured bot"},
+		"seconds": {func(r *http.Request) {
+			ts := strconv.FormatInt(fixedNow.Unix(), 10)
+			r.Header.Set("timestamp", ts)
+			r.Header.Set("sign", dingtalk.Sign(testSecret, ts))
+		}, "it has 10 digits, like seconds since the epoch; DingTalk's are milliseconds (13 digits)"},
+	} {
+		req := signedAt(t, testSecret, fixedNow, body)
+		tc.change(req)
+		_, rj := h.verify(req, fixedNow)
+		if rj == nil || rj.status != http.StatusUnauthorized || !strings.Contains(rj.err.Error(), tc.want) {
+			t.Errorf("%s: rejection %v, want one saying %q", name, rj, tc.want)
+		}
+		if name == "another sign" && strings.Contains(rj.err.Error(), "percent") {
+			t.Errorf("%s: %v", name, rj.err)
+		}
 	}
 }
 

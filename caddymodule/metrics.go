@@ -118,20 +118,31 @@ func newModuleMetrics() *moduleMetrics {
 // config being loaded. They are already there when another dingtalk
 // handler of the same config registered them first.
 func registerMetrics(ctx caddy.Context) error {
+	return registerCollectors(ctx, moduleCollectors()...)
+}
+
+// registerCollectors puts collectors made once per process into the
+// registry of the config being loaded, where they may be already.
+func registerCollectors(ctx caddy.Context, collectors ...prometheus.Collector) error {
 	registry := ctx.GetMetricsRegistry()
 	if registry == nil {
-		return errors.New("dingtalk: no metrics registry found")
+		return errors.New("no metrics registry found")
 	}
-	for _, c := range append([]prometheus.Collector{
-		metrics.requests, metrics.events, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
-		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
-	}, cardMetrics.collectors()...) {
+	for _, c := range collectors {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
-			return fmt.Errorf("dingtalk: registering metrics: %v", err)
+			return fmt.Errorf("registering metrics: %v", err)
 		}
 	}
 	return nil
+}
+
+// moduleCollectors are every collector of the module.
+func moduleCollectors() []prometheus.Collector {
+	return append([]prometheus.Collector{
+		metrics.requests, metrics.events, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
+		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
+	}, cardMetrics.collectors()...)
 }
 
 // request counts a request's outcome: a reject reason or a request* word.
@@ -161,7 +172,7 @@ func (m *moduleMetrics) webhookPost(bot, result string, attempts int, took time.
 
 // botMetrics are one bot's series on the way every accepted callback
 // takes through one handler, looked up once at provision time so that
-// counting a callback allocates nothing.
+// counting a callback allocates nothing. Benchmark: BenchmarkReportAccepted.
 type botMetrics struct {
 	accepted, duplicate      prometheus.Counter
 	backend                  prometheus.Observer // the handler's mode

@@ -170,26 +170,25 @@ func (h *Handler) provisionOpenAPI(store Store) error {
 	}
 	base := cmp.Or(h.APIBase, openapi.DefaultBaseURL)
 	if _, err := openapi.CheckBaseURL(base); err != nil {
-		return fmt.Errorf("dingtalk: api_base: %v", err)
+		return fmt.Errorf("api_base: %v", err)
 	}
-	repl := caddy.NewReplacer()
 	for i, b := range h.Bots {
 		if b.AppKey == "" {
 			continue
 		}
-		appKey, err := repl.ReplaceOrErr(b.AppKey, true, true)
-		if err != nil || appKey == "" {
-			return fmt.Errorf("dingtalk: bot %q: the app_key is empty or its placeholder cannot be expanded", b.Name)
-		}
-		secret, err := repl.ReplaceOrErr(b.Secret, true, true)
+		appKey, err := expandSecret(b.AppKey)
 		if err != nil {
-			return fmt.Errorf("dingtalk: bot %q: the secret's placeholder cannot be expanded", b.Name)
+			return fmt.Errorf("bot %q: app_key: %v", b.Name, err)
+		}
+		secret, err := expandSecret(b.Secret)
+		if err != nil {
+			return fmt.Errorf("bot %q: secret: %v", b.Name, err)
 		}
 		settings := apiSettings{name: b.Name, base: base, rate: cmp.Or(h.APIRate, openapi.DefaultRate),
 			limits: dingtalk.ReplyLimits(h.MaxReplyChars), store: store}
 		client, key, err := acquireOpenAPI(appKey, secret, b.RobotCode, settings)
 		if err != nil {
-			return fmt.Errorf("dingtalk: bot %q: %v", b.Name, err)
+			return fmt.Errorf("bot %q: %v", b.Name, err)
 		}
 		h.apiKeys = append(h.apiKeys, key)
 		api := &robotAPI{client: client, limits: settings.limits}

@@ -58,7 +58,7 @@ const (
 func (c *AsyncCard) validate() error {
 	switch {
 	case c.Interval < 0 || c.MaxChars < 0:
-		return errors.New("dingtalk: async card interval and max_chars must not be negative")
+		return errors.New("async card interval and max_chars must not be negative")
 	case c.Overflow != "" && c.Overflow != overflowCard && c.Overflow != overflowMessages:
 		return errors.New(`dingtalk: async card overflow must be "card" or "messages"`)
 	}

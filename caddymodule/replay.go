@@ -54,6 +54,7 @@ func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejec
 
 // appendReplayKey appends the name of a verified (timestamp, sign) pair in
 // the store to b: the timestamp and the replay ID of the secret that signed it.
+// Chained appends into the callback's keyRoom: BenchmarkServeHTTPAccepted.
 func appendReplayKey(b []byte, timestamp string, signer *bot) []byte {
 	return append(append(append(append(b, "sig:"...), timestamp...), ':'), signer.replayID...)
 }

@@ -134,10 +134,7 @@ func (rh *Reply) Provision(ctx caddy.Context) error {
 // Validate checks that the reply has what its type requires, and nothing it
 // cannot carry.
 func (rh *Reply) Validate() error {
-	if err := rh.check(); err != nil {
-		return fmt.Errorf("dingtalk_reply: %v", err)
-	}
-	return nil
+	return rh.check()
 }
 
 // check is Validate without the module's name, for Caddyfile errors, which

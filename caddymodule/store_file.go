@@ -82,10 +82,10 @@ func (s *FileStore) path() (string, error) {
 	}
 	path, err := caddy.NewReplacer().ReplaceOrErr(path, true, true)
 	if err != nil {
-		return "", fmt.Errorf("dingtalk: file store: the path's placeholder cannot be expanded: %v", err)
+		return "", fmt.Errorf("file store: the path's placeholder cannot be expanded: %v", err)
 	}
 	if path, err = filepath.Abs(path); err != nil {
-		return "", fmt.Errorf("dingtalk: file store: %v", err)
+		return "", fmt.Errorf("file store: %v", err)
 	}
 	return path, nil
 }

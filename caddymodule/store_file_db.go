@@ -56,7 +56,7 @@ var (
 // would, rather than a gateway that does not start.
 func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("dingtalk: file store: %v", err)
+		return nil, fmt.Errorf("file store: %v", err)
 	}
 	opts := &bolt.Options{
 		// Another process holding the file fails the config load, naming
@@ -72,17 +72,17 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) {
 		aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().Unix())
 		if renameErr := os.Rename(path, aside); renameErr != nil {
-			return nil, fmt.Errorf("dingtalk: file store %s cannot be read (%v) nor set aside: %v", path, err, renameErr)
+			return nil, fmt.Errorf("file store %s cannot be read (%v) nor set aside: %v", path, err, renameErr)
 		}
 		logger.Error("dingtalk file store could not be read; set it aside and started an empty one",
 			zap.String("path", path), zap.String("set_aside", aside), zap.Error(err))
 		db, err = bolt.Open(path, 0o600, opts)
 	}
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("dingtalk: file store %s is locked by another process (another Caddy?)", path)
+		return nil, fmt.Errorf("file store %s is locked by another process (another Caddy?)", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dingtalk: file store %s: %v", path, err)
+		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f := &fileDB{
 		db:      db,
@@ -94,7 +94,7 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 	}
 	if err := f.load(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("dingtalk: file store %s: %v", path, err)
+		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f.writer.Add(1)
 	go f.write()

@@ -58,7 +58,7 @@ func (s *MemoryStore) Provision(caddy.Context) error {
 		s.MaxEntries = defaultMaxEntries
 	}
 	if s.MaxEntries < 0 {
-		return fmt.Errorf("dingtalk: memory store max_entries must not be negative")
+		return fmt.Errorf("memory store max_entries must not be negative")
 	}
 	s.poolKey = fmt.Sprintf("memory/%d", s.MaxEntries)
 	table, _, err := memoryStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
@@ -123,6 +123,9 @@ const memoryGenerations = 8
 // collide (about one in 10^14 for a full table of 100000) look like one key
 // held by another token: the newer message is taken for a duplicate and
 // answered empty, never passed on twice.
+//
+// Benchmarks: BenchmarkMemoryClaim, BenchmarkMemoryDuplicate and their
+// Parallel twins (BENCHMARKS.md, "Go benchmarks").
 type memoryTable struct {
 	shards  [memoryShards]memoryShard // first: each shard's lock line starts a cache line
 	seed    maphash.Seed

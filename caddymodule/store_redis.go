@@ -104,10 +104,10 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		s.OnError = redisOnErrorClosed
 	}
 	if s.OnError != redisOnErrorOpen && s.OnError != redisOnErrorClosed {
-		return fmt.Errorf("dingtalk: redis store: on_error must be open or closed, not %q", s.OnError)
+		return fmt.Errorf("redis store: on_error must be open or closed, not %q", s.OnError)
 	}
 	if s.Timeout < 0 || s.DB < 0 {
-		return fmt.Errorf("dingtalk: redis store: timeout and db must not be negative")
+		return fmt.Errorf("redis store: timeout and db must not be negative")
 	}
 	s.timeout = time.Duration(s.Timeout)
 
@@ -140,13 +140,12 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 // password.
 func (s *RedisStore) options() (*redis.Options, error) {
 	if (s.Address == "") == (s.URL == "") {
-		return nil, fmt.Errorf("dingtalk: redis store: exactly one of address and url is required")
+		return nil, fmt.Errorf("redis store: exactly one of address and url is required")
 	}
-	repl := caddy.NewReplacer()
 	expand := func(name, value string) (string, error) {
-		expanded, err := repl.ReplaceOrErr(value, true, true)
+		expanded, err := expandSecret(value)
 		if err != nil {
-			return "", fmt.Errorf("dingtalk: redis store: the %s's placeholder cannot be expanded (is the variable or file there?)", name)
+			return "", fmt.Errorf("redis store: %s: %v", name, err)
 		}
 		return expanded, nil
 	}
@@ -158,7 +157,7 @@ func (s *RedisStore) options() (*redis.Options, error) {
 			return nil, err
 		}
 		if opts, err = redis.ParseURL(url); err != nil {
-			return nil, fmt.Errorf("dingtalk: redis store: url is not a valid redis:// or rediss:// URL")
+			return nil, fmt.Errorf("redis store: url is not a valid redis:// or rediss:// URL")
 		}
 	} else {
 		var err error

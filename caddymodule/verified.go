@@ -29,7 +29,7 @@ type Verified struct {
 
 // accepted is what the handler allocates for a callback it accepts, in one
 // piece: the verified message, the bot that signed it, and what hands the
-// message on to the rest of the route.
+// message on to the rest of the route. Benchmark: BenchmarkServeHTTPAccepted.
 type accepted struct {
 	Verified
 	message   dingtalk.MessageBuffer // where Message lives
@@ -39,12 +39,13 @@ type accepted struct {
 	keys      keyRoom                // where the store keys' bytes are
 
 	timestamp, sign string // the headers that were verified, for a durable async job's record
+	storeFailed     bool   // the store failed for this callback, which goes on (on_error open)
 }
 
 // keyRoom holds the bytes of a callback's keys in the store, so that they
 // need no allocation of their own: the keys are strings that are parts of
 // it, as the message's strings are parts of the body. Bytes once kept are
-// never written again.
+// never written again. Benchmark: BenchmarkServeHTTPAccepted.
 type keyRoom struct {
 	buf  [128]byte
 	used int
@@ -165,6 +166,8 @@ func placeholderValue(v *Verified, name string) (string, bool) {
 		return m.MsgType, true
 	case "text":
 		return m.TrimmedText(), true
+	case "has_media":
+		return strconv.FormatBool(m.HasMedia()), true
 	case "sender_id":
 		return m.SenderID, true
 	case "sender_nick":

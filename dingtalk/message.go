@@ -131,9 +131,14 @@ func describeJSONError(err error) string {
 }
 
 // TrimmedText returns the text of a text message, trimmed: in groups DingTalk
-// strips the @mention and leaves a leading space. Other types give "".
+// strips the @mention and leaves a leading space. A richText gives its text
+// parts concatenated (HasMedia tells whether it has pictures too); other
+// types give "".
 func (m *Message) TrimmedText() string {
 	if m.Text == nil {
+		if m.MsgType == MsgTypeRichText {
+			return m.richTextText()
+		}
 		return ""
 	}
 	return strings.TrimSpace(m.Text.Content)

@@ -20,7 +20,8 @@ import (
 // value of another type, a repeated key, a key that encoding/json would
 // match case-insensitively, invalid JSON) it reports false and ParseMessage
 // decodes the body with encoding/json, which defines the behaviour and the
-// errors. FuzzParseMessage checks that both agree.
+// errors. FuzzParseMessage checks that both agree. Benchmark:
+// BenchmarkParseGroupText (BENCHMARKS.md, "Go benchmarks").
 
 // messageDecoder reads one callback body.
 type messageDecoder struct {

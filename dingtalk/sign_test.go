@@ -100,7 +100,7 @@ func TestWindowBoundaries(t *testing.T) {
 		{ms(-time.Hour - time.Millisecond), ErrExpired},
 		{ms(5 * time.Minute), nil},
 		{ms(5*time.Minute + time.Millisecond), ErrFuture},
-		{strconv.FormatInt(now.Unix(), 10), ErrExpired}, // seconds, not milliseconds
+		{strconv.FormatInt(now.Unix(), 10), ErrSecondsTimestamp}, // seconds, not milliseconds
 		{"0", ErrExpired},
 		{"abc", ErrMalformedTimestamp},
 	}
@@ -108,6 +108,14 @@ func TestWindowBoundaries(t *testing.T) {
 		if err := w.Check(c.ts, now); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
 			t.Errorf("Check(%s) = %v, want %v", c.ts, err, c.want)
 		}
+	}
+	// Only a timestamp of 10 digits is said to look like seconds; it is
+	// still an expired one to whoever counts reasons.
+	if err := w.Check("0", now); errors.Is(err, ErrSecondsTimestamp) {
+		t.Errorf("Check(0) = %v", err)
+	}
+	if !errors.Is(ErrSecondsTimestamp, ErrExpired) {
+		t.Error("ErrSecondsTimestamp is not an ErrExpired")
 	}
 }
 

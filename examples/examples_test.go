@@ -13,9 +13,8 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/internal/redistest"
 )
 
-// secret is the robots' secret where a test gives one in the environment;
-// the others use the trial secrets the Caddyfiles default to, as their
-// READMEs do.
+// secret is the robots' secret where a test gives its own; the others give
+// the trial secrets, as the READMEs do.
 const secret = "the examples test's secret"
 
 const trialSecret = "this is a secret"
@@ -50,14 +49,15 @@ func testBackend(t *testing.T, dir, lang string, argv ...string) {
 	external := bodyFile(t, dingtalktest.Callback{Text: "hi", Anonymous: true}.Body())
 	ex.expect(printed(t, `{"msgtype":"text","text":{"content":"Hi Zhang San, bot default (`+lang+`) got: hi @$:LWCP_v1:$sender"},"at":{"atDingtalkIds":["$:LWCP_v1:$sender"]}}`),
 		"--secret-env", "DINGTALK_APP_SECRET", "--body", external)
-	// The Caddyfile's trial secret is not used when DINGTALK_APP_SECRET is set.
+	// Only the secret in the environment signs.
 	ex.expectRejected("401 Unauthorized", "--secret", trialSecret)
 }
 
 func TestMultiBot(t *testing.T) {
 	needs(t, "python3")
 	ex := newExample(t, "multi-bot")
-	ex.set("DINGTALK_SALES_SECRET", secret) // support keeps its trial secret
+	ex.set("DINGTALK_SALES_SECRET", secret)
+	ex.set("DINGTALK_SUPPORT_SECRET", "testAppSecret123")
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/multi-bot/backend.py")
 	ex.caddy()
 
@@ -70,6 +70,7 @@ func TestMultiBot(t *testing.T) {
 
 func TestBuiltin(t *testing.T) {
 	ex := newExample(t, "builtin")
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	ex.caddy()
 
 	help := printed(t, `{"msgtype":"markdown","markdown":{"title":"Help","text":"**What I answer**\n- **ping**: pong\n- **whoami**: what I know about you\n- **help**: this text"}}`)
@@ -105,6 +106,7 @@ func TestRouting(t *testing.T) {
 func TestAsyncLLM(t *testing.T) {
 	needs(t, "python3")
 	ex := newExample(t, "async-llm")
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	ex.set("DELAY_SECONDS", "1")
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/async-llm/backend.py")
 	webhook := ex.addr("WEBHOOK_HOST")
@@ -121,6 +123,7 @@ func TestStreamingLLM(t *testing.T) {
 	needs(t, "python3")
 	ex := newExample(t, "streaming-llm")
 	ex.set("WORD_SECONDS", "0.02")
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	ex.start(ex.addr("BACKEND_ADDR"), "python3", "examples/streaming-llm/backend.py")
 	api := ex.addr("API_BASE")
 	ex.set("API_BASE", "http://"+api)
@@ -147,6 +150,7 @@ func TestMultiInstance(t *testing.T) {
 	redis := redistest.Start(t)
 	start := func(name string) *example {
 		ex := newExample(t, "multi-instance")
+		ex.set("DINGTALK_APP_SECRET", trialSecret)
 		ex.set("INSTANCE", name)
 		ex.set("REDIS_ADDR", redis.Addr)
 		ex.caddy()
@@ -169,12 +173,13 @@ func TestMultiInstance(t *testing.T) {
 // trialAppKey is the AppKey the examples' Caddyfiles default to.
 const trialAppKey = "dingtrialappkey"
 
-// fakeOpenAPI plays DingTalk's OpenAPI for the examples' trial robot and
-// points API_BASE at it.
+// fakeOpenAPI plays DingTalk's OpenAPI for the examples' trial robot, points
+// API_BASE at it and gives Caddy the trial secret.
 func (ex *example) fakeOpenAPI() *dingtalktest.OpenAPI {
 	api := dingtalktest.NewOpenAPI(dingtalktest.OpenAPIApp{AppKey: trialAppKey, AppSecret: trialSecret})
 	ex.t.Cleanup(api.Close)
 	ex.set("API_BASE", api.URL)
+	ex.set("DINGTALK_APP_SECRET", trialSecret)
 	return api
 }
 

@@ -1,6 +1,7 @@
 // Package dingtalktest builds realistic DingTalk robot callbacks and runs
 // fake peers (a recording upstream, a fake DingTalk sessionWebhook, a fake
-// OpenAPI) for tests, benchmarks and the `caddy dingtalk` command.
+// OpenAPI, a fake Stream server) for tests, benchmarks and the `caddy
+// dingtalk` command.
 package dingtalktest
 
 import (
@@ -15,9 +16,16 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// Callback describes a text callback; zero fields get realistic defaults.
+// Callback describes a callback; zero fields get realistic defaults.
 type Callback struct {
-	Text           string
+	// MsgType is text (the default), picture, richText, audio, video or
+	// file, each as DingTalk sends it; another one is sent without content.
+	MsgType string
+	// Text is a text's content, a richText's text part and an audio's
+	// recognition; picture, video and file carry none.
+	Text string
+	// DownloadCode is the media's downloadCode; default: a fresh one.
+	DownloadCode   string
 	Group          bool
 	MsgID          string // default: a fresh random id
 	SenderNick     string // default: "Zhang San"
@@ -70,6 +78,9 @@ func (c Callback) Message() dingtalk.Message {
 		m.IsInAtList = true
 		m.AtUsers = []dingtalk.AtUser{{DingtalkID: m.ChatbotUserID}}
 		m.Text.Content = " " + c.Text // the @mention is stripped, its space stays
+	}
+	if c.MsgType != "" && c.MsgType != dingtalk.MsgTypeText {
+		m.MsgType, m.Text, m.Content = c.MsgType, nil, mediaContent(c)
 	}
 	return m
 }
