@@ -302,26 +302,25 @@ func reachError(ctx context.Context, target *url.URL, timeout time.Duration, err
 	return fmt.Errorf("cannot reach %s: %v", target.Redacted(), err)
 }
 
-// statusHint names the likely cause of the gateway's rejections and
+// statusHints name the likely cause of the gateway's rejections and
 // failures.
+var statusHints = map[int]string{
+	http.StatusUnauthorized:          "timestamp or sign refused: is the secret the gateway's, and this machine's clock right? Caddy's log names the reason",
+	http.StatusBadRequest:            "body refused: it must be a JSON object with msgtype and msgId",
+	http.StatusForbidden:             "the body's robotCode is not the bot's: see --robot-code",
+	http.StatusRequestEntityTooLarge: "the body is larger than the gateway's max_body",
+	http.StatusBadGateway:            "the callback was genuine, but Caddy could not reach the backend: is it running, on the address reverse_proxy names? Caddy's log has the error",
+	http.StatusServiceUnavailable:    "the gateway cannot take it now: the async queue is full, or the store (Redis) is down with on_error closed; Caddy's log names the reason, and DingTalk would deliver it again later",
+	http.StatusGatewayTimeout:        "the backend did not answer in time: DingTalk waits only a few seconds; a slow backend belongs behind the async relay",
+}
+
+// statusHint returns the hint for resp's status, in parentheses, or "".
 func statusHint(resp *http.Response) string {
-	switch code := resp.StatusCode; {
-	case code == http.StatusUnauthorized:
-		return " (timestamp or sign refused: is the secret the gateway's, and this machine's clock right? Caddy's log names the reason)"
-	case code == http.StatusBadRequest:
-		return " (body refused: it must be a JSON object with msgtype and msgId)"
-	case code == http.StatusForbidden:
-		return " (the body's robotCode is not the bot's: see --robot-code)"
-	case code == http.StatusRequestEntityTooLarge:
-		return " (the body is larger than the gateway's max_body)"
-	case code == http.StatusBadGateway:
-		return " (the callback was genuine, but Caddy could not reach the backend: is it running, on the address reverse_proxy names? Caddy's log has the error)"
-	case code == http.StatusServiceUnavailable:
-		return " (the gateway cannot take it now: the async queue is full, or the store (Redis) is down with on_error closed; Caddy's log names the reason, and DingTalk would deliver it again later)"
-	case code == http.StatusGatewayTimeout:
-		return " (the backend did not answer in time: DingTalk waits only a few seconds; a slow backend belongs behind the async relay)"
-	case code >= 300 && code < 400 && resp.Header.Get("Location") != "":
-		return fmt.Sprintf(" (redirect to %s: use that URL)", resp.Header.Get("Location"))
+	if hint, ok := statusHints[resp.StatusCode]; ok {
+		return " (" + hint + ")"
+	}
+	if location := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && location != "" {
+		return fmt.Sprintf(" (redirect to %s: use that URL)", location)
 	}
 	return ""
 }
