@@ -199,7 +199,7 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("dingtalk: async queue is full"))
 	}
 
-	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1}
+	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1, held: time.Now()}
 	storeDown := false
 	if dedupe != nil {
 		var err error
@@ -251,7 +251,8 @@ type job struct {
 	token    Token  // what holds the claim and the job
 	attempts int    // the holders that started the job, this one included
 	lost     atomic.Bool
-	renewal  *renewal // renews the leases while the job runs; nil before
+	held     time.Time // when its leases were taken or last renewed
+	renewal  *renewal  // renews the leases while the job runs; nil before
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -284,7 +285,9 @@ func (rl *relay) execute(j *job) {
 	defer abandon()
 	j.req = j.req.WithContext(ctx)
 	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
-	rl.renew(j, abandon) // the wait in the queue does not count
+	if time.Since(j.held) > rl.lease/3 {
+		rl.renew(j, abandon) // it waited for a worker for long: renew now
+	}
 
 	start := time.Now()
 	reply, err := rl.runRoute(j)
