@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -90,19 +92,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_future":
 			err = durationArg(d, &h.MaxFuture)
 		case "max_body":
-			var size string
-			if size, err = singleArg(d); err == nil {
-				var n uint64
-				if n, err = humanize.ParseBytes(size); err != nil || n == 0 || n > 1<<40 {
-					return d.Errf("max_body: %q is not a size such as 1MiB", size)
-				}
-				h.MaxBody = int64(n)
-			}
+			h.MaxBody, err = sizeArg(d)
 		case "dedupe":
-			if h.Dedupe, err = singleArg(d); err == nil && h.Dedupe != "off" {
-				var ttl caddy.Duration
-				err = parseDuration(d, "dedupe", h.Dedupe, &ttl)
-			}
+			h.Dedupe, err = dedupeArg(d)
 		case "replay_guard":
 			var on bool
 			if on, err = onOffArg(d); err == nil {
@@ -189,16 +181,37 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 // unmarshalStore parses `store <backend> { ... }` with the backend module's
 // own Caddyfile syntax.
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	raw, err := storeArg(d)
+	h.StoreRaw = raw
+	return err
+}
+
+// storeArg parses `store <backend> { ... }` with the backend module's own
+// Caddyfile syntax into the store's JSON.
+func storeArg(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	backend := d.Val()
 	unm, err := caddyfile.UnmarshalModule(d, "dingtalk.stores."+backend)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", backend, nil)
-	return nil
+	return caddyconfig.JSONModuleObject(unm, "backend", backend, nil), nil
+}
+
+// sizeArg reads the one size argument of max_body, such as 1MiB.
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	name := d.Val()
+	size, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(size)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("%s: %q is not a size such as 1MiB", name, size)
+	}
+	return int64(n), nil
 }
 
 // singleArg reads exactly one argument.
@@ -243,6 +256,16 @@ func parseDuration(d *caddyfile.Dispenser, name, value string, dst *caddy.Durati
 	}
 	*dst = caddy.Duration(dur)
 	return nil
+}
+
+// dedupeArg reads `dedupe off|<ttl>`, as the dedupe field has it.
+func dedupeArg(d *caddyfile.Dispenser) (string, error) {
+	value, err := singleArg(d)
+	if err == nil && value != "off" {
+		var ttl caddy.Duration
+		err = parseDuration(d, "dedupe", value, &ttl)
+	}
+	return value, err
 }
 
 // onOffArg reads one on/off argument.

@@ -154,15 +154,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.MaxAge == 0 {
-		h.MaxAge = caddy.Duration(defaultMaxAge)
-	}
-	if h.MaxFuture == 0 {
-		h.MaxFuture = caddy.Duration(defaultMaxFuture)
-	}
-	if h.MaxBody == 0 {
-		h.MaxBody = defaultMaxBody
-	}
+	h.window = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody)
 	dedupeTTL, err := parseDedupe(h.Dedupe)
 	if err != nil {
 		return err
@@ -173,7 +165,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ReplayGrace == 0 {
 		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
 	}
-	h.window = dingtalk.Window{MaxAge: time.Duration(h.MaxAge), MaxFuture: time.Duration(h.MaxFuture)}
 
 	bots, err := provisionBots(h.Bots)
 	if err != nil {
@@ -232,6 +223,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// setLimitDefaults gives the limits that the dingtalk and dingtalk_event
+// handlers share their defaults where they are not set, and returns the
+// timestamp window they make.
+func setLimitDefaults(maxAge, maxFuture *caddy.Duration, maxBody *int64) dingtalk.Window {
+	if *maxAge == 0 {
+		*maxAge = caddy.Duration(defaultMaxAge)
+	}
+	if *maxFuture == 0 {
+		*maxFuture = caddy.Duration(defaultMaxFuture)
+	}
+	if *maxBody == 0 {
+		*maxBody = defaultMaxBody
+	}
+	return dingtalk.Window{MaxAge: time.Duration(*maxAge), MaxFuture: time.Duration(*maxFuture)}
+}
+
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *Handler) Validate() error {
 	if len(h.bots) == 0 {
@@ -283,10 +290,16 @@ func (h *Handler) Cleanup() error {
 
 // loadStore loads the configured store module, or the default in-memory one.
 func (h *Handler) loadStore(ctx caddy.Context) (Store, error) {
-	if h.StoreRaw == nil {
-		h.StoreRaw = caddyconfig.JSONModuleObject(MemoryStore{}, "backend", "memory", nil)
+	return loadStore(ctx, h, &h.StoreRaw)
+}
+
+// loadStore loads the store module of a handler whose StoreRaw field raw
+// is, or the default in-memory one when it is not set.
+func loadStore(ctx caddy.Context, handler any, raw *json.RawMessage) (Store, error) {
+	if *raw == nil {
+		*raw = caddyconfig.JSONModuleObject(MemoryStore{}, "backend", "memory", nil)
 	}
-	mod, err := ctx.LoadModule(h, "StoreRaw")
+	mod, err := ctx.LoadModule(handler, "StoreRaw")
 	if err != nil {
 		return nil, fmt.Errorf("loading store: %v", err)
 	}

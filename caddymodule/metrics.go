@@ -29,6 +29,15 @@ const (
 	requestQueueFull = "queue_full" // verified, the async queue was full: answered 503
 )
 
+// Outcomes of event pushes besides the reject reasons of reject.go.
+const (
+	eventCheckURL      = "check_url"      // a URL check, answered by the handler
+	eventAccepted      = "accepted"       // verified, not a duplicate: passed on
+	eventDuplicate     = "duplicate"      // verified, answered before: answered success again
+	eventAnswered      = "answered"       // the rest of the route answered 2xx: DingTalk got success
+	eventBackendFailed = "backend_failed" // the rest of the route did not: DingTalk got an error and redelivers
+)
+
 // jobQueued counts jobs the relay took on; the other job outcomes are relay.go's.
 const jobQueued = "queued"
 
@@ -51,6 +60,7 @@ const (
 // moduleMetrics are the module's collectors.
 type moduleMetrics struct {
 	requests        *prometheus.CounterVec
+	events          *prometheus.CounterVec
 	jobs            *prometheus.CounterVec
 	jobsRunning     *prometheus.GaugeVec
 	jobsWaiting     *prometheus.GaugeVec
@@ -67,6 +77,10 @@ func newModuleMetrics() *moduleMetrics {
 			Namespace: ns, Subsystem: sub, Name: "requests_total",
 			Help: "Requests the dingtalk handler decided on, by bot (empty before a sign matched) and outcome.",
 		}, []string{"bot", "outcome"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_total",
+			Help: "Event pushes the dingtalk_event handler decided on, by outcome: a reject reason, check_url, accepted, duplicate, answered, backend_failed.",
+		}, []string{"outcome"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "async_jobs_total",
 			Help: "Async jobs by bot and outcome: queued, succeeded, failed, timed_out, dropped.",
@@ -120,7 +134,7 @@ func registerMetrics(ctx caddy.Context) error {
 // moduleCollectors are every collector of the module.
 func moduleCollectors() []prometheus.Collector {
 	return append([]prometheus.Collector{
-		metrics.requests, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
+		metrics.requests, metrics.events, metrics.jobs, metrics.jobsRunning, metrics.jobsWaiting,
 		metrics.webhookPosts, metrics.backendDuration, metrics.webhookDuration, metrics.openAPICalls,
 	}, cardMetrics.collectors()...)
 }
@@ -128,6 +142,13 @@ func moduleCollectors() []prometheus.Collector {
 // request counts a request's outcome: a reject reason or a request* word.
 func (m *moduleMetrics) request(bot, outcome string) {
 	m.requests.WithLabelValues(bot, outcome).Inc()
+}
+
+// event counts an event push's outcome: a reject reason or an event* word.
+// The bot is always "": events are not a bot's; it is there to count
+// rejections through rejectKind.
+func (m *moduleMetrics) event(_, outcome string) {
+	m.events.WithLabelValues(outcome).Inc()
 }
 
 // job counts an async job's outcome: jobQueued or one of relay.go's.

@@ -25,6 +25,15 @@ const (
 	reasonStoreDown      = "store_unavailable"
 )
 
+// Reject reasons of the dingtalk_event handler besides the ones above, as
+// {http.dingtalk_event.reject_reason} shows them.
+const (
+	reasonMissingParams = "missing_params" // signature, timestamp or nonce
+	reasonBadCiphertext = "bad_ciphertext"
+	reasonOwnerKey      = "owner_key"
+	reasonBadPlaintext  = "bad_plaintext"
+)
+
 // rejection is why a request was not accepted. Its error never contains a
 // header value, a secret or an expected sign.
 type rejection struct {
@@ -44,14 +53,37 @@ func (rj *rejection) Error() string {
 
 func (rj *rejection) Unwrap() error { return rj.err }
 
-// reject is the one way out for a request that is not passed on: it sets
-// {http.dingtalk.reject_reason}, counts the reason (with bot "" before a
-// sign matched), logs once at WARN (Caddy logs 4xx handler errors only at
-// DEBUG), closes an HTTP/1 connection after the answer, and returns a
-// caddyhttp.HandlerError so that handle_errors can shape the answer.
+// rejectKind is what differs between the rejections of the module's
+// handlers: which placeholder shows the reason, what is counted, what the
+// WARN line says.
+type rejectKind struct {
+	placeholder string
+	count       func(bot, reason string)
+	message     string
+}
+
+// callbackRejects are the dingtalk handler's.
+var callbackRejects = rejectKind{
+	placeholder: placeholderPrefix + "reject_reason",
+	count:       metrics.request,
+	message:     "dingtalk callback rejected",
+}
+
+// reject is the dingtalk handler's one way out for a request that is not
+// passed on; see rejectRequest.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, rj *rejection) error {
-	repl.Set(placeholderPrefix+"reject_reason", rj.reason)
-	metrics.request(rj.bot, rj.reason)
+	return rejectRequest(w, r, repl, h.logger, &callbackRejects, rj)
+}
+
+// rejectRequest is the one way out for a request that a handler of this
+// module does not pass on: it sets the reason's placeholder, counts the
+// reason (with bot "" before a sign matched), logs once at WARN (Caddy
+// logs 4xx handler errors only at DEBUG), closes an HTTP/1 connection after
+// the answer, and returns a caddyhttp.HandlerError so that handle_errors
+// can shape the answer.
+func rejectRequest(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, logger *zap.Logger, kind *rejectKind, rj *rejection) error {
+	repl.Set(kind.placeholder, rj.reason)
+	kind.count(rj.bot, rj.reason)
 	if rj.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
@@ -62,7 +94,7 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, repl *caddy.Rep
 		// (On HTTP/2 the header would close every stream's connection.)
 		w.Header().Set("Connection", "close")
 	}
-	h.logger.Warn("dingtalk callback rejected",
+	logger.Warn(kind.message,
 		zap.String("reason", rj.reason),
 		zap.Int("status", rj.status),
 		zap.String("remote_addr", clientAddr(r)),

@@ -23,13 +23,8 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 		return nil, newRejection(http.StatusUnauthorized, reasonMissingHeaders, "", errors.New("timestamp or sign header missing, empty or repeated"))
 	}
 
-	switch err := h.window.Check(timestamp, now); {
-	case errors.Is(err, dingtalk.ErrExpired):
-		return nil, newRejection(http.StatusUnauthorized, reasonExpired, "", err)
-	case errors.Is(err, dingtalk.ErrFuture):
-		return nil, newRejection(http.StatusUnauthorized, reasonFuture, "", err)
-	case err != nil:
-		return nil, newRejection(http.StatusUnauthorized, reasonBadTimestamp, "", err)
+	if rj := windowRejection(h.window.Check(timestamp, now)); rj != nil {
+		return nil, rj
 	}
 
 	b, ok := matchBot(h.bots, timestamp, sign)
@@ -67,6 +62,20 @@ var (
 	errNoBot              = errors.New("sign matches no configured bot")
 	errPercentEncodedSign = errors.New("sign matches no configured bot: it is percent-encoded (%2B, %2F, %3D); DingTalk sends it as plain base64, so the sender must not URL-encode it")
 )
+
+// windowRejection is the rejection of a timestamp that the window's Check
+// refused with err, or nil when err is nil.
+func windowRejection(err error) *rejection {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, dingtalk.ErrExpired):
+		return newRejection(http.StatusUnauthorized, reasonExpired, "", err)
+	case errors.Is(err, dingtalk.ErrFuture):
+		return newRejection(http.StatusUnauthorized, reasonFuture, "", err)
+	}
+	return newRejection(http.StatusUnauthorized, reasonBadTimestamp, "", err)
+}
 
 // The canonical forms of the sign's header names, computed once: Header.Get
 // with DingTalk's lower-case names would canonicalize them, and allocate,

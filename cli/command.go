@@ -18,8 +18,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "dingtalk",
-		Usage: "sign|send [flags]",
-		Short: "Signs and sends DingTalk robot callbacks, to try a gateway",
+		Usage: "sign|send|event [flags]",
+		Short: "Signs and sends DingTalk robot callbacks and event pushes, to try a gateway",
 		Long: `
 Tools to try a caddy-dingtalk gateway without DingTalk.
 
@@ -33,10 +33,14 @@ non-zero unless the gateway answered 2xx with JSON (and, with
 --webhook-listen, the awaited posts arrived). With --openapi-listen it
 plays DingTalk's OpenAPI and prints the AI card updates as they arrive.
 
+'event' encrypts and signs an event subscription push (check_url or any
+EventType) as DingTalk does, posts it to a dingtalk_event gateway and prints
+the decrypted answer. It exits non-zero unless that is "success".
+
 Give the robot's AppSecret with --secret-env NAME to keep it out of shell
 history; the commands never print it.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), eventCommand())
 			// Runnable, so that a mistyped subcommand fails instead of
 			// printing the help with exit status 0.
 			cmd.Args = cobra.NoArgs
@@ -108,6 +112,33 @@ func sendCommand() *cobra.Command {
 	f.IntVar(&opts.Count, "count", 0, "with --webhook-listen: how many posts to wait for; with --openapi-listen: how many AI cards (default 1)")
 	f.StringVar(&opts.OpenAPIListen, "openapi-listen", "", "run a fake DingTalk OpenAPI on this address, like 127.0.0.1:9998, and print the AI card updates the gateway sends there")
 	f.StringVar(&opts.AppKey, "app-key", "", `with --openapi-listen: the robot's AppKey (default "dingtrialappkey")`)
+	f.DurationVar(&opts.Timeout, "timeout", 0, "how long to wait for the gateway's answer (default 30s)")
+	return cmd
+}
+
+func eventCommand() *cobra.Command {
+	var opts eventOptions
+	cmd := &cobra.Command{
+		Use:   "event --url URL --token-env NAME --aes-key-env NAME --owner-key KEY --type EventType [--json FILE] [flags]",
+		Short: "Pushes an encrypted event to a dingtalk_event gateway and prints the decrypted answer",
+		Example: `  $ caddy dingtalk event --url http://localhost:8080/events --token-env DINGTALK_EVENT_TOKEN --aes-key-env DINGTALK_EVENT_AES_KEY --owner-key dingappkey --type check_url
+  $ caddy dingtalk event --url http://localhost:8080/events --token-env DINGTALK_EVENT_TOKEN --aes-key-env DINGTALK_EVENT_AES_KEY --owner-key dingappkey --type user_add_org --json user.json`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return runEvent(ctx, opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.URL, "url", "", "the gateway's event URL, like http://localhost:8080/events (required)")
+	f.StringVar(&opts.TokenEnv, "token-env", "", "the environment variable holding the subscription's token (required)")
+	f.StringVar(&opts.AESKeyEnv, "aes-key-env", "", "the environment variable holding the subscription's aes_key (required)")
+	f.StringVar(&opts.OwnerKey, "owner-key", "", "the AppKey, suite key or corp id the gateway's owner_key is (required)")
+	f.StringVar(&opts.Type, "type", "", "the EventType, such as check_url or user_add_org (required)")
+	f.StringVar(&opts.JSONFile, "json", "", "a JSON object with the event's other fields")
+	f.StringVar(&opts.EventID, "event-id", "", "the eventId, to try de-duplication (default a fresh one; none for URL checks)")
 	f.DurationVar(&opts.Timeout, "timeout", 0, "how long to wait for the gateway's answer (default 30s)")
 	return cmd
 }

@@ -254,20 +254,9 @@ func printRequest(w io.Writer, req *http.Request, body []byte) {
 // and post their reply themselves.
 func postCallback(ctx context.Context, req *http.Request, timeout time.Duration, awaitingPosts bool, stdout, stderr io.Writer) error {
 	target := req.URL
-	client := &http.Client{
-		Timeout: timeout,
-		// A redirect is shown, not followed: DingTalk posts to the
-		// configured address only, so a redirect is a misconfiguration.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req.WithContext(ctx))
+	resp, reply, err := exchange(ctx, req, target, timeout)
 	if err != nil {
-		return reachError(ctx, target, timeout, err)
-	}
-	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxShownBody))
-	if err != nil {
-		return fmt.Errorf("reading the reply of %s: %w", target.Redacted(), err)
+		return err
 	}
 
 	fmt.Fprintln(stdout, resp.Status)
@@ -285,6 +274,26 @@ func postCallback(ctx context.Context, req *http.Request, timeout time.Duration,
 		return fmt.Errorf("the reply is not JSON (Content-Type %q); its raw body is printed above", resp.Header.Get("Content-Type"))
 	}
 	return nil
+}
+
+// exchange sends req to the gateway at target within timeout and reads its
+// answer. A redirect is shown, not followed: DingTalk posts to the
+// configured address only, so a redirect is a misconfiguration.
+func exchange(ctx context.Context, req *http.Request, target *url.URL, timeout time.Duration) (*http.Response, []byte, error) {
+	client := &http.Client{
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req.WithContext(ctx))
+	if err != nil {
+		return nil, nil, reachError(ctx, target, timeout, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxShownBody))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the answer of %s: %w", target.Redacted(), err)
+	}
+	return resp, body, nil
 }
 
 // reachError explains a request that got no answer.

@@ -115,7 +115,7 @@ func needs(t *testing.T, program string) {
 // sets the ones it means, never inherits them.
 var exampleVars = []string{"LISTEN", "BACKEND_ADDR", "WEBHOOK_HOST", "WEATHER_ADDR", "ASK_ADDR", "DELAY_SECONDS", "INSTANCE", "REDIS_ADDR",
 	"API_BASE", "WORD_SECONDS", "DINGTALK_APP_KEY", "MEDIA_ADDR", "NOTIFY_PASSWORD", "NOTIFY_PASSWORD_HASH",
-	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME"}
+	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "EVENTS_LOG"}
 
 // example is one example running: its programs, on free loopback ports,
 // with their addresses and secrets in the environment, as a user would
@@ -245,9 +245,14 @@ func (ex *example) caddy() {
 
 // send runs `caddy dingtalk send --url <the example's /robot> args...`.
 func (ex *example) send(args ...string) (stdout, stderr string, err error) {
+	return ex.command("send", "/robot", args...)
+}
+
+// command runs `caddy dingtalk <sub> --url <the example's path> args...`.
+func (ex *example) command(sub, path string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin.caddy, append([]string{"dingtalk", "send", "--url", "http://" + ex.listen + "/robot"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin.caddy, append([]string{"dingtalk", sub, "--url", "http://" + ex.listen + path}, args...)...)
 	cmd.Env = ex.env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -106,7 +106,7 @@ func (lr *leakRegistry) loaded(l *gatewayLog, s site, config []byte) {
 			for key, value := range n {
 				text, _ := value.(string)
 				switch key {
-				case "secret", "password":
+				case "secret", "password", "token", "aes_key":
 					lr.add(lr.secrets, repl.ReplaceAll(text, ""))
 				case "url":
 					if u, err := url.Parse(repl.ReplaceAll(text, "")); err == nil {

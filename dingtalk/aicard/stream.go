@@ -426,21 +426,46 @@ func (s *Stream) rollover(c *card, content string, last *time.Time) *card {
 	return next
 }
 
-// finalize sends c's last update and its final state, with retries, under
-// a context that outlives the stream's by finishTimeout.
+// finalize sends c's last update and its final state, under a context that
+// outlives the stream's by finishTimeout. Each call is tried again after a
+// network error or a 5xx (a card left unfinalized would spin forever);
+// Call already retries DingTalk's QPS limit.
 func (s *Stream) finalize(c *card, content string, failed bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), finishTimeout)
 	defer cancel()
-	if err := s.send(ctx, c, content, true, failed); err != nil {
+	if err := s.retry(ctx, func() error { return s.send(ctx, c, content, true, failed) }); err != nil {
 		return err
 	}
 	state := openapi.CardFinished
 	if failed {
 		state = openapi.CardFailed
 	}
-	return s.cfg.Client.UpdateCard(ctx, c.id, map[string]string{
-		openapi.CardFlowStatusParam: string(state), s.cfg.Key: content,
+	return s.retry(ctx, func() error {
+		return s.cfg.Client.UpdateCard(ctx, c.id, map[string]string{
+			openapi.CardFlowStatusParam: string(state), s.cfg.Key: content,
+		})
 	})
+}
+
+// finalAttempts bounds the attempts of each call that ends a card.
+const finalAttempts = 3
+
+// retry calls f until it succeeds, fails for good (DingTalk refused the
+// request: a 4xx), finalAttempts were made, or ctx ends.
+func (s *Stream) retry(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = f()
+		var apiErr *openapi.Error
+		if err == nil || errors.As(err, &apiErr) && apiErr.Status < 500 || attempt == finalAttempts {
+			return err
+		}
+		select {
+		case <-s.clock.After(time.Duration(attempt) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
 }
 
 // finish ends the stream: the cards take the rest of the text and the last

@@ -366,3 +366,19 @@ func TestAFullBacklogBlocksTheWriter(t *testing.T) {
 	<-writerDone
 	s.Fail("")
 }
+
+func TestTheFinalUpdateIsTriedAgainAfterAServerError(t *testing.T) {
+	fake := newFake(t)
+	s := Start(context.Background(), Config{Client: newClient(t, fake)}, group)
+	_ = s.Write(context.Background(), "the ")
+	waitFor(t, fake, "the first update", updates(1))
+	// The final update and the final state each fail once; the next
+	// update is due only after the 300ms interval, after Close.
+	fake.Fail(dingtalktest.OpenAPICardStreamingPath, dingtalktest.FailServer, 1)
+	fake.Fail(dingtalktest.OpenAPICardInstancesPath, dingtalktest.FailServer, 1)
+	_ = s.Write(context.Background(), "end")
+	if res := s.Close(); res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+	checkFinished(t, fake.Cards()[0], "the end")
+}

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -79,4 +80,18 @@ func (e Envelope) Body() []byte {
 // PushBody is the JSON body of a push.
 type PushBody struct {
 	Encrypt string `json:"encrypt"`
+}
+
+// NewNonce returns a random nonce for an envelope: 16 letters and digits.
+func NewNonce() string {
+	return rand.Text()[:16]
+}
+
+// OpenAnswer checks and decrypts the JSON answer to a push.
+func (c *Crypto) OpenAnswer(body []byte) ([]byte, error) {
+	var e Envelope
+	if err := json.Unmarshal(body, &e); err != nil {
+		return nil, errors.New("event answer is not an envelope's JSON")
+	}
+	return c.Open(e)
 }
