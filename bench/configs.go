@@ -16,6 +16,12 @@ type config struct {
 	// redis configurations need the harness's redis-server, and are
 	// skipped without one.
 	redis bool
+	// answer is the body of every answer that counts: an answer with another
+	// one (such as the empty reply to a duplicate) fails the run.
+	answer string
+	// proxied configurations pass every callback on to the upstream: it
+	// must have received one request for every answer that counted.
+	proxied bool
 }
 
 // peers are the harness's local servers a configuration may use.
@@ -34,6 +40,9 @@ const reply = `dingtalk_reply text "You said: {http.dingtalk.text}" {
 // staticReply is the JSON that reply gives for the harness's callbacks.
 const staticReply = `{"msgtype":"text","text":{"content":"You said: hello robot @user123"},"at":{"atUserIds":["user123"]}}`
 
+// emptyReply is DingTalk's "no reply", the async relay's ack.
+const emptyReply = `{"msgtype":"empty"}`
+
 // dingtalkHandler is the handler as the README configures it, with options.
 func dingtalkHandler(options string) string {
 	return fmt.Sprintf(`dingtalk {
@@ -43,43 +52,45 @@ func dingtalkHandler(options string) string {
 
 // configs are measured in this order, rotated by one each round.
 var configs = []config{
-	{name: "A", title: "reverse_proxy (baseline)", site: func(p peers) string {
+	{name: "A", title: "reverse_proxy (baseline)", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route("reverse_proxy " + p.upstream)
 	}},
-	{name: "B", title: "dingtalk + reverse_proxy", site: func(p peers) string {
+	{name: "B", title: "dingtalk + reverse_proxy", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route(dingtalkHandler(""), "reverse_proxy "+p.upstream)
 	}},
-	{name: "C", title: "dingtalk + dingtalk_reply", site: func(peers) string {
+	{name: "C", title: "dingtalk + dingtalk_reply", answer: staticReply, site: func(peers) string {
 		return route(dingtalkHandler(""), reply)
 	}},
-	{name: "D", title: "respond static JSON (ceiling)", site: func(peers) string {
+	{name: "D", title: "respond static JSON (ceiling)", answer: staticReply, site: func(peers) string {
 		return route(`header Content-Type "application/json; charset=utf-8"`, "respond `"+staticReply+"` 200")
 	}},
-	{name: "E", title: "dingtalk async + dingtalk_reply", async: true, site: func(p peers) string {
+	// E's ack is the empty reply, as a duplicate's is: the webhook must
+	// receive the reply of every ack.
+	{name: "E", title: "dingtalk async + dingtalk_reply", async: true, answer: emptyReply, site: func(p peers) string {
 		return route(dingtalkHandler(fmt.Sprintf(`
 			async {
 				webhook_hosts %s
 			}`, p.webhook)), reply)
 	}},
-	{name: "F", title: "B, remembering in Redis", redis: true, site: func(p peers) string {
+	{name: "F", title: "B, remembering in Redis", redis: true, answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route(dingtalkHandler(fmt.Sprintf(`
 			store redis {
 				address %s
 			}`, p.redis)), "reverse_proxy "+p.upstream)
 	}},
-	{name: "G", title: "B, remembering in a file", site: func(p peers) string {
+	{name: "G", title: "B, remembering in a file", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route(dingtalkHandler(fileStore(p, "G", "")), "reverse_proxy "+p.upstream)
 	}},
-	{name: "H", title: "E, its jobs in a file", async: true, site: func(p peers) string {
+	{name: "H", title: "E, its jobs in a file", async: true, answer: emptyReply, site: func(p peers) string {
 		return route(dingtalkHandler(fileStore(p, "H", "")+fmt.Sprintf(`
 			async {
 				webhook_hosts %s
 			}`, p.webhook)), reply)
 	}},
-	{name: "I", title: "G with fsync on", site: func(p peers) string {
+	{name: "I", title: "G with fsync on", answer: upstreamAnswer, proxied: true, site: func(p peers) string {
 		return route(dingtalkHandler(fileStore(p, "I", "fsync on")), "reverse_proxy "+p.upstream)
 	}},
-	{name: "J", title: "E, its jobs in Redis", async: true, redis: true, site: func(p peers) string {
+	{name: "J", title: "E, its jobs in Redis", async: true, redis: true, answer: emptyReply, site: func(p peers) string {
 		return route(dingtalkHandler(fmt.Sprintf(`
 			store redis {
 				address %s

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -147,19 +146,24 @@ type loadPlan struct {
 	requests int64
 	// mark, when set, is called as the measured period starts and as it ends.
 	mark func()
+	// answer is the body every 2xx answer must have: only such an answer
+	// counts; any other 2xx is counted as wrong.
+	answer []byte
 }
 
 // loadResult is what the client saw in the measured period.
 type loadResult struct {
 	elapsed   time.Duration
-	ok        int64           // 2xx answers
+	ok        int64           // 2xx answers with the expected body
 	others    map[int]int64   // answers by status, other than 2xx
 	errors    int64           // connection failures; the connection is opened again
-	latencies []time.Duration // of the 2xx answers, sorted
-	acked     int64           // 2xx answers including the warm-up
+	latencies []time.Duration // of the expected answers, sorted
+	acked     int64           // expected answers including the warm-up
+	wrong     int64           // 2xx answers with another body, including the warm-up
+	wrongBody string          // the first of them
 }
 
-// rate is the 2xx answers per second.
+// rate is the expected answers per second.
 func (r loadResult) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
 
 // Phases of a load run.
@@ -171,9 +175,10 @@ const (
 
 // connStats is one connection's share of a loadResult.
 type connStats struct {
-	ok, errors, acked int64
-	others            map[int]int64
-	latencies         []time.Duration
+	ok, errors, acked, wrong int64
+	wrongBody                string
+	others                   map[int]int64
+	latencies                []time.Duration
 }
 
 // runLoad sends cb to addr over plan.conns keep-alive connections, each
@@ -190,7 +195,7 @@ func runLoad(ctx context.Context, addr string, cb *callback, plan loadPlan) load
 	start := time.Now()
 	for i := range stats {
 		wg.Go(func() {
-			stats[i] = sendLoop(addr, cb, &phase, func() bool {
+			stats[i] = sendLoop(addr, cb, plan.answer, &phase, func() bool {
 				return plan.requests == 0 || issued.Add(1) <= plan.requests
 			})
 		})
@@ -221,6 +226,10 @@ func runLoad(ctx context.Context, addr string, cb *callback, plan loadPlan) load
 		res.ok += s.ok
 		res.errors += s.errors
 		res.acked += s.acked
+		res.wrong += s.wrong
+		if res.wrongBody == "" {
+			res.wrongBody = s.wrongBody
+		}
 		for status, n := range s.others {
 			res.others[status] += n
 		}
@@ -232,8 +241,10 @@ func runLoad(ctx context.Context, addr string, cb *callback, plan loadPlan) load
 
 // sendLoop is one connection: it sends while more is wanted and the run is
 // not stopped, and records the answers that arrive in the measured period.
-func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) connStats {
+// A 2xx answer counts only when its body is answer.
+func sendLoop(addr string, cb *callback, answer []byte, phase *atomic.Int32, more func() bool) connStats {
 	s := connStats{others: map[int]int64{}, latencies: make([]time.Duration, 0, 1<<14)}
+	var body bytes.Buffer
 	wire := slices.Clone(cb.wire)
 	digits := wire[cb.idEnd-idDigits : cb.idEnd]
 	var conn net.Conn
@@ -260,7 +271,7 @@ func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) 
 			cb.stamp(wire, ms)
 			signed = ms
 		}
-		status, keep, err := roundTrip(conn, br, wire, began.Add(30*time.Second))
+		status, keep, err := roundTrip(conn, br, wire, &body, began.Add(30*time.Second))
 		took := time.Since(began)
 		if err != nil {
 			s.errors++
@@ -269,10 +280,16 @@ func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) 
 			continue
 		}
 		ok := status >= 200 && status <= 299
-		if ok {
+		wrong := ok && !bytes.Equal(body.Bytes(), answer)
+		switch {
+		case wrong:
+			if s.wrong++; s.wrongBody == "" {
+				s.wrongBody = fmt.Sprintf("HTTP %d %.200q", status, body.Bytes())
+			}
+		case ok:
 			s.acked++
 		}
-		if phase.Load() == phaseMeasure {
+		if !wrong && phase.Load() == phaseMeasure {
 			if ok {
 				s.ok++
 				s.latencies = append(s.latencies, took)
@@ -288,8 +305,8 @@ func sendLoop(addr string, cb *callback, phase *atomic.Int32, more func() bool) 
 	return s
 }
 
-// roundTrip writes one request and reads its whole answer.
-func roundTrip(conn net.Conn, br *bufio.Reader, wire []byte, deadline time.Time) (status int, keepAlive bool, err error) {
+// roundTrip writes one request and reads its whole answer, its body into body.
+func roundTrip(conn net.Conn, br *bufio.Reader, wire []byte, body *bytes.Buffer, deadline time.Time) (status int, keepAlive bool, err error) {
 	if err := conn.SetDeadline(deadline); err != nil {
 		return 0, false, err
 	}
@@ -300,7 +317,8 @@ func roundTrip(conn net.Conn, br *bufio.Reader, wire []byte, deadline time.Time)
 	if err != nil {
 		return 0, false, err
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	body.Reset()
+	_, err = body.ReadFrom(resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, !resp.Close, err
 }

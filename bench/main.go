@@ -3,9 +3,10 @@
 // signed DingTalk callbacks and compares them with plain Caddy. See
 // BENCHMARKS.md for what it measures, how, and the latest results.
 //
-//	go run ./bench            # the comparison (about 2 minutes)
-//	go run ./bench -memory    # memory per remembered msgId
-//	go run ./bench -cards     # streamed answers as AI cards
+//	go run ./bench                 # the comparison (about 2 minutes)
+//	go run ./bench -memory         # memory per remembered msgId
+//	go run ./bench -cards          # streamed answers as AI cards
+//	go run ./bench -against <rev>  # the Go benchmarks against an older commit
 package main
 
 import (
@@ -35,6 +36,14 @@ type options struct {
 	profile  string
 	memory   bool
 	requests int64
+	gobench  bool
+
+	// -against: the Go benchmarks of this checkout against a commit's.
+	against   string
+	bench     string
+	pkgs      string
+	runs      int
+	benchtime string
 
 	cards           bool
 	cardStreams     int
@@ -54,13 +63,19 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
+	flag.BoolVar(&o.gobench, "gobench", true, "after the comparison, run the Go benchmarks that BENCHMARKS.md's other targets are about (not with -caddy)")
+	flag.StringVar(&o.against, "against", "", "compare the Go benchmarks with this commit's (any git revision) instead, in alternating runs")
+	flag.StringVar(&o.bench, "bench", "ServeHTTPAccepted", "with -against: the benchmarks to run (go test's -bench)")
+	flag.StringVar(&o.pkgs, "pkgs", "./caddymodule", "with -against: the packages whose benchmarks run, separated by commas")
+	flag.IntVar(&o.runs, "runs", 10, "with -against: how many times each binary runs")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "with -against: go test's -benchtime (a time, for the parallel benchmarks: see BENCHMARKS.md)")
 	flag.BoolVar(&o.cards, "cards", false, "measure streamed answers shown as AI cards instead (against a fake OpenAPI)")
 	flag.IntVar(&o.cardStreams, "card-streams", 20, "with -cards: streamed answers per phase")
 	flag.IntVar(&o.cardTokens, "card-tokens", 100, "with -cards: tokens per answer")
 	flag.IntVar(&o.cardConcurrency, "card-concurrency", 8, "with -cards: answers at a time in the second phase (the first has 1)")
 	flag.Parse()
-	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.cardStreams < 1 || o.cardTokens < 1 || o.cardConcurrency < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration and -requests must be positive")
+	if o.conns < 1 || o.rounds < 1 || o.warmup < 0 || o.duration <= 0 || o.requests < 1 || o.runs < 1 || o.cardStreams < 1 || o.cardTokens < 1 || o.cardConcurrency < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -conns, -rounds, -duration, -requests, -runs and the -card-* counts must be positive")
 		os.Exit(2)
 	}
 
@@ -69,7 +84,11 @@ func main() {
 	// A bound whatever happens; a default run takes about 2 minutes.
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
-	if err := run(ctx, o); err != nil {
+	do := run
+	if o.against != "" {
+		do = runAgainst
+	}
+	if err := do(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -103,18 +122,19 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	upstream, err := startPeer(upstreamAnswer)
+	upstream, err := startPeer(upstreamAnswer, "")
 	if err != nil {
 		return err
 	}
 	defer upstream.Close()
-	webhook, err := startPeer(webhookAnswer)
+	// The relay posts E's reply as the route answered it.
+	webhook, err := startPeer(webhookAnswer, staticReply)
 	if err != nil {
 		return err
 	}
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
-		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr, files: dir}, webhook: webhook}
+		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr, files: dir}, upstream: upstream, webhook: webhook}
 	if !o.memory {
 		// Like the tests, on a free loopback port; without redis-server,
 		// the configurations that need it are skipped.
@@ -134,7 +154,13 @@ func run(ctx context.Context, o options) error {
 	if o.cards {
 		return runCards(env)
 	}
-	return runComparison(env)
+	if err := runComparison(env); err != nil {
+		return err
+	}
+	if o.gobench && o.caddy == "" {
+		return runGoBenchmarks(ctx)
+	}
+	return nil
 }
 
 // environment is what a mode of the harness runs with.
@@ -145,6 +171,7 @@ type environment struct {
 	cpus     string // taskset CPU list for Caddy, or ""
 	o        options
 	peers    peers
+	upstream *peer
 	webhook  *peer
 	redisPid int // redis-server's process, 0 without one
 }

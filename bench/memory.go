@@ -125,12 +125,13 @@ func memoryRun(env environment, name, site string) ([]memorySample, error) {
 		if k == memorySamples-1 {
 			n = env.o.requests - sent
 		}
-		res := runLoad(env.ctx, p.Addr, cb, loadPlan{conns: env.o.conns, requests: n})
+		res := runLoad(env.ctx, p.Addr, cb, loadPlan{conns: env.o.conns, requests: n, answer: []byte(staticReply)})
 		if err := env.ctx.Err(); err != nil {
 			return nil, fmt.Errorf("stopped: %v", err)
 		}
 		if res.ok != n {
-			return nil, fmt.Errorf("%s: %d of %d callbacks accepted (%d connection errors, statuses %v)", name, res.ok, n, res.errors, res.others)
+			return nil, fmt.Errorf("%s: %d of %d callbacks answered with the reply (%d other answers, the first %s; %d connection errors, statuses %v)",
+				name, res.ok, n, res.wrong, res.wrongBody, res.errors, res.others)
 		}
 		sent += n
 		s, err := readMemory(p)

@@ -86,6 +86,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad bot subdir", false, "dingtalk {\n bot a s {\n  code x\n }\n}", `unrecognized bot subdirective "code"`},
 		{"bad duration", false, "dingtalk {\n secret s\n max_age soon\n}", "not a positive duration"},
 		{"bad size", false, "dingtalk {\n secret s\n max_body lots\n}", "not a size"},
+		{"size over 1GiB", false, "dingtalk {\n secret s\n max_body 1.1GiB\n}", "not a size"},
 		{"bad dedupe", false, "dingtalk {\n secret s\n dedupe maybe\n}", "not a positive duration"},
 		{"bad forward_sign", false, "dingtalk {\n secret s\n forward_sign no\n}", "expected on or off"},
 		{"log_text bare", false, "dingtalk {\n secret s\n log_text\n}", "wrong argument count"},
@@ -180,16 +181,48 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 }
 
-// The Caddyfiles the project ships must keep adapting.
-func TestShippedCaddyfilesAdapt(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "examples", "*", "Caddyfile"))
+// The Caddyfiles the project ships must keep adapting, and every log of
+// those that take callbacks, Caddy's default one first (a failing
+// upstream's error prints the request's headers there), drops the Sign
+// header: a valid sign is a credential until its timestamp ages out.
+func TestShippedCaddyfilesAdaptAndKeepTheSignOutOfLogs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "examples", "*", "Caddyfile"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example Caddyfiles: %v", err)
+	}
 	for _, file := range append(files, filepath.Join("..", "Caddyfile")) {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := adapt(t, string(data)); err != nil {
+		out, err := adapt(t, string(data))
+		if err != nil {
 			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if !bytes.Contains(out, []byte(`"handler":"dingtalk"`)) {
+			continue // sends only (dingtalk_send): no sign ever comes in
+		}
+		var cfg struct {
+			Logging struct {
+				Logs map[string]struct {
+					Encoder struct {
+						Format string
+						Fields map[string]struct{ Filter string }
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := cfg.Logging.Logs["default"]; !ok {
+			t.Errorf("%s: Caddy's default log is not configured, so it keeps the Sign header", file)
+		}
+		for name, log := range cfg.Logging.Logs {
+			if log.Encoder.Format != "filter" || log.Encoder.Fields["request>headers>Sign"].Filter != "delete" {
+				t.Errorf("%s: log %q does not delete request>headers>Sign (encoder %+v)", file, name, log.Encoder)
+			}
 		}
 	}
 }

@@ -39,7 +39,8 @@ func readBody(r *http.Request, limit int64) (string, error) {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		// Grow may round the capacity up past limit+1: never read into that.
+		n, err := r.Body.Read(buf[len(buf):min(cap(buf), int(limit)+1)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			return "", errBodyTooLarge

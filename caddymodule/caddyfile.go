@@ -208,7 +208,7 @@ func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 		return 0, err
 	}
 	n, err := humanize.ParseBytes(size)
-	if err != nil || n == 0 || n > 1<<40 {
+	if err != nil || n == 0 || n > maxMaxBody {
 		return 0, d.Errf("%s: %q is not a size such as 1MiB", name, size)
 	}
 	return int64(n), nil

@@ -157,8 +157,8 @@ func (h *EventHandler) Validate() error {
 	if h.MaxAge < 0 || h.MaxFuture < 0 || h.Lease < 0 {
 		return errors.New("max_age, max_future and lease must not be negative")
 	}
-	if h.MaxBody < 0 {
-		return errors.New("max_body must not be negative")
+	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
+		return errors.New("max_body must be between 0 and 1GiB")
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	h.prepareForward(r, repl, v)
 	if h.claims == nil {
-		return h.passOn(w, r, v, now, next)
+		return h.passOn(w, r, v, next)
 	}
 	var c claim
 	held, err := h.claims.claimKey(r.Context(), v.storeKey, v.Event.ID, now, &c)
@@ -194,14 +194,14 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		}
 		h.logger.Warn("dingtalk store unavailable; event passed on without de-duplication (on_error open)",
 			zap.String("event_type", v.Event.Type), zap.String("event_id", v.Event.ID), zap.Error(err))
-		return h.passOn(w, r, v, now, next)
+		return h.passOn(w, r, v, next)
 	}
 	if !held {
 		h.report(eventDuplicate, "dingtalk event is a duplicate; answered success", v)
 		return h.answerSuccess(w, now)
 	}
 	return c.serveHeld(r.Context(), func() (bool, error) {
-		err := h.passOn(w, r, v, now, next)
+		err := h.passOn(w, r, v, next)
 		return err == nil, err
 	})
 }
@@ -210,23 +210,22 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 // into the decision: 2xx is DingTalk's encrypted success, anything else an
 // error that makes DingTalk deliver the event again (and returned, so that
 // the caller releases the event's id).
-func (h *EventHandler) passOn(w http.ResponseWriter, r *http.Request, v *VerifiedEvent, now time.Time, next caddyhttp.Handler) error {
+func (h *EventHandler) passOn(w http.ResponseWriter, r *http.Request, v *VerifiedEvent, next caddyhttp.Handler) error {
 	h.report(eventAccepted, "dingtalk event accepted", v)
 	var answer statusRecorder
-	if err := next.ServeHTTP(&answer, r); err != nil {
+	err := next.ServeHTTP(&answer, r)
+	if status := answer.status(); err == nil && status > 299 {
+		if status < http.StatusBadRequest {
+			status = http.StatusBadGateway // a 3xx is no answer either, and must not look like one
+		}
+		err = caddyhttp.Error(status, fmt.Errorf("dingtalk_event: the route answered %d", answer.status()))
+	}
+	if err != nil {
 		h.report(eventBackendFailed, "dingtalk event not answered; DingTalk will deliver it again", v)
 		return err
 	}
-	if answer.status() < 200 || answer.status() > 299 {
-		h.report(eventBackendFailed, "dingtalk event not answered; DingTalk will deliver it again", v)
-		status := answer.status()
-		if status < http.StatusBadRequest {
-			status = http.StatusBadGateway // a 1xx or 3xx is no answer either, and must not look like one
-		}
-		return caddyhttp.Error(status, fmt.Errorf("dingtalk_event: the route answered %d", answer.status()))
-	}
 	h.report(eventAnswered, "dingtalk event answered", v)
-	return h.answerSuccess(w, now)
+	return h.answerSuccess(w, h.now()) // the backend's time has passed
 }
 
 // answerSuccess writes DingTalk's encrypted success, timestamped now.

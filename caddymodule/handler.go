@@ -23,6 +23,9 @@ const (
 	defaultMaxAge    = dingtalk.DefaultMaxAge
 	defaultMaxFuture = dingtalk.DefaultMaxFuture
 	defaultMaxBody   = 1 << 20
+	// maxMaxBody bounds max_body: the body is held in memory, and a limit
+	// near the int64 range would overflow the reader's limit+1.
+	maxMaxBody       = 1 << 30
 	defaultDedupeTTL = 2 * time.Hour
 )
 
@@ -55,7 +58,7 @@ type Handler struct {
 	// Genuine callbacks are never ahead by more than clock skew. Default: 5m.
 	MaxFuture caddy.Duration `json:"max_future,omitempty"`
 
-	// The largest body accepted, in bytes. Default: 1 MiB.
+	// The largest body accepted, in bytes. Default: 1 MiB; at most 1 GiB.
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	// De-duplication: how long an accepted msgId is remembered, so that
@@ -247,8 +250,8 @@ func (h *Handler) Validate() error {
 	if h.MaxAge < 0 || h.MaxFuture < 0 {
 		return fmt.Errorf("max_age and max_future must not be negative")
 	}
-	if h.MaxBody < 0 {
-		return fmt.Errorf("max_body must not be negative")
+	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
+		return fmt.Errorf("max_body must be between 0 and 1GiB")
 	}
 	if h.ReplayGrace < 0 || h.Lease < 0 {
 		return fmt.Errorf("replay_grace and lease must not be negative")

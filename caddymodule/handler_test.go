@@ -162,7 +162,30 @@ func TestEveryRejectionReason(t *testing.T) {
 	}
 }
 
+// Two bots with the same secret (one robot's secret rotated onto another,
+// or two robots of one app): the first configured one is the request's bot,
+// and only its robot code is checked, never the second's instead.
 func TestFirstMatchingBotWins(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{
+		{Name: "first", Secret: testSecret, RobotCode: "dingrobot1"},
+		{Name: "second", Secret: testSecret, RobotCode: "dingrobot2"},
+	}})
+	got := serve(h, signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi", RobotCode: "dingrobot1"}.Body()))
+	if got.reached == nil {
+		t.Fatalf("the first bot's callback was rejected: %d %q", got.status, got.reason)
+	}
+	if v, ok := VerifiedFrom(got.reached.Context()); !ok || v.Bot != "first" || got.reached.Header.Get("X-Dingtalk-Bot") != "first" {
+		t.Fatalf("bot = %+v, header %q; want first", v, got.reached.Header.Get("X-Dingtalk-Bot"))
+	}
+	got = serve(h, signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi", RobotCode: "dingrobot2"}.Body()))
+	if got.status != http.StatusForbidden || got.reason != "robot_code" || got.reached != nil {
+		t.Fatalf("the second bot's code got %d %q (reached next: %v), want 403 robot_code: the first bot matched",
+			got.status, got.reason, got.reached != nil)
+	}
+}
+
+// A bot whose secret does not sign the request is passed over.
+func TestTheSigningBotIsChosen(t *testing.T) {
 	h := newTestHandler(t, &Handler{Bots: []Bot{
 		{Name: "old", Secret: "old secret"},
 		{Name: "new", Secret: testSecret},
@@ -211,7 +234,7 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	for name, h := range map[string]*Handler{
-		"unset variable": {Bots: []Bot{{Name: "b", Secret: "{env.CADDY_DINGTALK_SURELY_UNSET}"}}},
+		"unset variable": {Bots: []Bot{{Name: "b", Secret: "hunter2-{env.CADDY_DINGTALK_SURELY_UNSET}"}}},
 		"duplicate name": {Bots: []Bot{{Name: "b", Secret: "hunter2-secret"}, {Name: "b", Secret: "hunter2-secret"}}},
 	} {
 		err := h.Provision(ctx)
@@ -225,6 +248,29 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	}
 	if err := (&Handler{}).Validate(); err == nil {
 		t.Error("a handler without bots validated")
+	}
+}
+
+// The sign covers the timestamp header exactly as sent: a leading zero
+// leaves the moment in the window but changes the sign (the protocol
+// notes: sign the raw header string).
+func TestSignCoversTheRawTimestamp(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+	ts := strconv.FormatInt(fixedNow.UnixMilli(), 10)
+	for _, c := range []struct {
+		signedOver string
+		accepted   bool
+	}{{"0" + ts, true}, {ts, false}} {
+		req := signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi"}.Body())
+		req.Header.Set("timestamp", "0"+ts)
+		req.Header.Set("sign", dingtalk.Sign(testSecret, c.signedOver))
+		got := serve(h, req)
+		if c.accepted && got.reached == nil {
+			t.Errorf("timestamp 0%s signed over %q: got %d %q, want it accepted", ts, c.signedOver, got.status, got.reason)
+		}
+		if !c.accepted && (got.status != http.StatusUnauthorized || got.reason != reasonBadSign) {
+			t.Errorf("timestamp 0%s signed over %q: got %d %q, want 401 %q", ts, c.signedOver, got.status, got.reason, reasonBadSign)
+		}
 	}
 }
 

@@ -36,47 +36,29 @@ func parseMediaCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 // in a dingtalk handler. Unknown and repeated subdirectives are errors.
 func (m *Media) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
-		}
-		seen[sub] = true
-		if ok, err := m.unmarshalRobot(d, sub); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
+	return m.unmarshalRobotBlock(d, func(sub string) (bool, error) {
 		switch sub {
 		case "mode":
 			value, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			if value != mediaRedirect && value != mediaProxy {
-				return d.Errf("mode: expected redirect or proxy, got %q", value)
+			if err == nil && value != mediaRedirect && value != mediaProxy {
+				err = d.Errf("mode: expected redirect or proxy, got %q", value)
 			}
 			m.Mode = value
+			return true, err
 		case "max_size":
 			value, err := singleArg(d)
 			if err != nil {
-				return err
+				return true, err
 			}
 			n, err := humanize.ParseBytes(value)
 			if err != nil || n == 0 || n > 1<<40 {
-				return d.Errf("max_size: %q is not a size such as 20MiB", value)
+				return true, d.Errf("max_size: %q is not a size such as 20MiB", value)
 			}
 			m.MaxSize = int64(n)
-		default:
-			return d.Errf("unrecognized dingtalk_media subdirective %q", sub)
+			return true, nil
 		}
-	}
-	return nil
+		return false, nil
+	})
 }
 
 // Interface guards

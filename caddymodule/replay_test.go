@@ -43,3 +43,57 @@ func TestReplayGraceBoundary(t *testing.T) {
 		}
 	}
 }
+
+// A used (timestamp, sign) pair is remembered for as long as the window
+// accepts its timestamp, however long after the grace the replay comes: up
+// to max_age after the timestamp, which for a timestamp max_future ahead of
+// the clock at its first use is max_age + max_future after that.
+func TestReplayRefusedUntilTheTimestampLeavesTheWindow(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+	// A clock of its own keeps this run's pairs apart from other runs' in
+	// the process-wide memory store (see TestReplayGraceBoundary).
+	firstUse := time.Now().Truncate(time.Millisecond).Add(-24 * time.Hour)
+	maxAge := time.Duration(h.MaxAge)
+	for _, ahead := range []time.Duration{0, time.Duration(h.MaxFuture)} {
+		now := firstUse
+		h.now = func() time.Time { return now }
+		at := firstUse.Add(ahead)
+		if got := serve(h, signedAt(t, testSecret, at, dingtalktest.Callback{Text: "genuine"}.Body())); got.reached == nil {
+			t.Fatalf("timestamp %v ahead: the first message was rejected: %d %q", ahead, got.status, got.reason)
+		}
+		for _, age := range []time.Duration{defaultReplayGrace + time.Millisecond, time.Minute, 30 * time.Minute, maxAge} {
+			now = at.Add(age)
+			got := serve(h, signedAt(t, testSecret, at, dingtalktest.Callback{Text: "forged"}.Body()))
+			if got.status != http.StatusUnauthorized || got.reason != reasonReplay || got.reached != nil {
+				t.Errorf("timestamp %v ahead: a replay %v after the first use got %d %q (reached next: %v), want 401 %q",
+					ahead, now.Sub(firstUse), got.status, got.reason, got.reached != nil, reasonReplay)
+			}
+		}
+		firstUse = firstUse.Add(4 * maxAge)
+	}
+}
+
+// An answered msgId stays a duplicate for dedupe_ttl after it was answered,
+// and is passed on again after it: DingTalk's redeliveries come within the TTL.
+func TestDuplicateUntilTheDedupeTTL(t *testing.T) {
+	const ttl = 3 * time.Hour // longer than max_age: each redelivery is signed anew
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Dedupe: ttl.String()})
+	start := time.Now().Truncate(time.Millisecond).Add(-48 * time.Hour)
+	now := start
+	h.now = func() time.Time { return now }
+	h.dedupe.now = h.now // the answered claim is kept at the handler's time
+	body := dingtalktest.Callback{Text: "once"}.Body()
+	if got := serve(h, signedAt(t, testSecret, now, body)); got.reached == nil {
+		t.Fatalf("the message was rejected: %d %q", got.status, got.reason)
+	}
+	for _, later := range []time.Duration{time.Minute, time.Hour, ttl - time.Millisecond} {
+		now = start.Add(later)
+		if got := serve(h, signedAt(t, testSecret, now, body)); got.reached != nil || got.body != `{"msgtype":"empty"}` {
+			t.Errorf("a redelivery %v later got %d %q (reached next: %v), want the empty reply", later, got.status, got.body, got.reached != nil)
+		}
+	}
+	now = start.Add(ttl + time.Millisecond)
+	if got := serve(h, signedAt(t, testSecret, now, body)); got.reached == nil {
+		t.Errorf("a redelivery after the TTL got %d %q, want it passed on", got.status, got.body)
+	}
+}

@@ -95,6 +95,36 @@ func (ref *RobotRef) cleanup() {
 	}
 }
 
+// unmarshalRobotBlock parses the directive of a handler that embeds
+// RobotRef: no argument, then a block of RobotRef's subdirectives and the
+// handler's own, which own parses (reporting false for one it does not
+// know). Unknown and repeated subdirectives are errors.
+func (ref *RobotRef) unmarshalRobotBlock(d *caddyfile.Dispenser, own func(sub string) (bool, error)) error {
+	directive := d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s is given twice", sub)
+		}
+		seen[sub] = true
+		known, err := ref.unmarshalRobot(d, sub)
+		if !known {
+			known, err = own(sub)
+		}
+		if !known {
+			return d.Errf("unrecognized %s subdirective %q", directive, sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // unmarshalRobot parses one of RobotRef's subdirectives, if sub is one, and
 // reports whether it was.
 func (ref *RobotRef) unmarshalRobot(d *caddyfile.Dispenser, sub string) (bool, error) {

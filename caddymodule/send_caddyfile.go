@@ -34,33 +34,14 @@ func parseSendCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 // in a dingtalk handler. Unknown and repeated subdirectives are errors.
 func (s *Send) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
+	return s.unmarshalRobotBlock(d, func(sub string) (bool, error) {
+		if sub != "max_reply_chars" {
+			return false, nil
 		}
-		seen[sub] = true
-		if ok, err := s.unmarshalRobot(d, sub); ok {
-			if err != nil {
-				return err
-			}
-			continue
-		}
-		switch sub {
-		case "max_reply_chars":
-			var err error
-			if s.MaxReplyChars, err = countArg(d, 1); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized dingtalk_send subdirective %q", sub)
-		}
-	}
-	return nil
+		var err error
+		s.MaxReplyChars, err = countArg(d, 1)
+		return true, err
+	})
 }
 
 // Interface guards

@@ -3,8 +3,10 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,6 +301,79 @@ func TestRedisStoreCaddyfileErrorsHideSecrets(t *testing.T) {
 			strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: error %v, want the argument count without the words", sub, err)
 		}
+	}
+}
+
+// Keep and release act only for the holder, also when claims expire and
+// change hands while they run: a check of the token and the change it
+// guards done as two steps would, now and then, extend or delete the claim
+// of whoever took the key in between. Short holders claim for a
+// millisecond and keep or release about when it expires; long holders
+// claim for a minute and check, through their own client, that nobody
+// else's keep or release touched their claim.
+func TestRedisStoreKeepAndReleaseAreAtomicUnderContention(t *testing.T) {
+	srv := redistest.Start(t)
+	raw := inspect(t, srv.Addr)
+	var stores []*RedisStore
+	for i := range 4 { // a client each, as for Caddy instances sharing Redis
+		stores = append(stores, provisionRedis(t, &RedisStore{Address: srv.Addr, KeyPrefix: "test:", Timeout: testTimeout + caddy.Duration(i)*caddy.Duration(time.Second)}))
+	}
+	ctx := context.Background()
+	stop := time.Now().Add(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	var violations, longHolds atomic.Int64
+	var first sync.Once
+	for i, s := range stores {
+		for w := range 2 {
+			long := w == 0 && i%2 == 0
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					token := newClaimToken()
+					if !long {
+						held, err := s.Claim(ctx, "contended", token, time.Now(), time.Millisecond)
+						if err != nil || !held {
+							continue
+						}
+						time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+						if rand.IntN(2) == 0 {
+							err = s.Keep(ctx, "contended", token, time.Now(), time.Millisecond)
+						} else {
+							err = s.Release(ctx, "contended", token)
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						continue
+					}
+					held, err := s.Claim(ctx, "contended", token, time.Now(), time.Minute)
+					if err != nil || !held {
+						continue
+					}
+					longHolds.Add(1)
+					time.Sleep(3 * time.Millisecond) // the short holders' keeps and releases run on
+					v, err := raw.Get(ctx, "test:contended").Result()
+					ttl, _ := raw.PTTL(ctx, "test:contended").Result()
+					if err != nil || v != token.String() || ttl < 50*time.Second {
+						violations.Add(1)
+						first.Do(func() {
+							t.Errorf("a claim for 1m held %q (%v), PTTL %v: another token's keep or release changed it", v, err, ttl)
+						})
+					}
+					if err := s.Release(ctx, "contended", token); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if violations.Load() > 0 {
+		t.Errorf("%d of %d long claims were changed by another token", violations.Load(), longHolds.Load())
+	}
+	if longHolds.Load() < 20 {
+		t.Errorf("only %d long claims were made: the contention did not happen", longHolds.Load())
 	}
 }
 

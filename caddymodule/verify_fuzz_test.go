@@ -61,6 +61,8 @@ func FuzzVerify(f *testing.F) {
 		{"POST", strconv.FormatInt(fixedNow.Add(-time.Hour-time.Millisecond).UnixMilli(), 10), "", 2, 0, genuine},
 		{"POST", strconv.FormatInt(fixedNow.Add(5*time.Minute+time.Millisecond).UnixMilli(), 10), "", 2, 0, genuine},
 		{"POST", "-" + ts, "", 2, 0, genuine},
+		{"POST", "0" + ts, "", 2, 0, genuine},   // signed over the raw header: accepted
+		{"POST", "0" + ts, sign, 0, 0, genuine}, // signed over the number reformatted: refused
 		{"POST", "99999999999999999999", "", 2, 0, genuine},
 		{"POST", "１８００００００００００００", "", 2, 0, genuine},
 		{"POST", ts, "", 2, 0, []byte(`{"msgtype":"text","msgId":"a","robotCode":"other","ROBOTCODE":"dingrobot1"}`)},

@@ -57,8 +57,7 @@ var decodeTricks = []string{
 // whatever the fast path decodes, encoding/json decodes to the same Message;
 // and when the fast path says the shape is checked, checkShape agrees.
 func FuzzDecodeMessage(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
-	for _, file := range files {
+	for _, file := range callbackFiles(f) {
 		f.Add(readCallback(f, filepath.Base(file)))
 	}
 	for _, body := range decodeTricks {
@@ -86,10 +85,19 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // The fast path must be the one DingTalk's bodies take, or it is dead weight.
 func TestDingTalkBodiesTakeTheFastPath(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
-	for _, file := range files {
+	for _, file := range callbackFiles(t) {
 		if decoded, _ := decodeMessage(string(readCallback(t, filepath.Base(file))), new(messageParts)); !decoded {
 			t.Errorf("%s: the fast path gave up", filepath.Base(file))
 		}
 	}
+}
+
+// callbackFiles lists testdata/callbacks; none is a mistake, not a pass.
+func callbackFiles(t testing.TB) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "callbacks", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no callbacks in testdata/callbacks: %v", err)
+	}
+	return files
 }

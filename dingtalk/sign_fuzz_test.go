@@ -10,8 +10,9 @@ import (
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
-// FuzzSignMatches checks that SignMatches accepts exactly Sign's output:
-// nothing else, whatever the secret, timestamp and sign.
+// FuzzSignMatches checks that SignMatches and Verifier.Matches, which the
+// handler uses, accept exactly Sign's output: nothing else, whatever the
+// secret, timestamp and sign.
 func FuzzSignMatches(f *testing.F) {
 	const secret, ts, sign = "this is a secret", "1577262236757", "DJrE6qdyVGCQz9z5r2MDuNcNAhwYnuAkyj13cx169CA="
 	for _, s := range []string{sign, url.QueryEscape(sign), sign[:43], " " + sign, sign + "\n", "", "DJrE6qdyVGCQz9z5r2MDuNcNAhwYnuAkyj13cx169CB="} {
@@ -27,6 +28,13 @@ func FuzzSignMatches(f *testing.F) {
 		}
 		if !dingtalk.SignMatches(secret, ts, want) {
 			t.Fatalf("SignMatches refuses Sign's own output for %q, %q", secret, ts)
+		}
+		v := dingtalk.NewVerifier(secret)
+		if got := v.Matches(ts, sign); got != (sign == want) {
+			t.Fatalf("Verifier.Matches(%q, %q) for secret %q = %v; Sign gives %q", ts, sign, secret, got, want)
+		}
+		if !v.Matches(ts, want) || !v.Matches(ts, want) { // the second time with a state from the pool
+			t.Fatalf("Verifier.Matches refuses Sign's own output for %q, %q", secret, ts)
 		}
 	})
 }

@@ -61,23 +61,26 @@ func SplitText(s string, lim SplitLimits) []string {
 // those added lines, the parts joined are s.
 func SplitMarkdown(s string, lim SplitLimits) []string {
 	fences := scanFences(s)
-	if len(fences) == 0 {
-		return SplitText(s, lim)
-	}
 	// Leave room in every part for the longest fence line before it and its
-	// closing line after it.
+	// closing line after it. A part still holds a whole fence line and a
+	// character: only with a fence line longer than a third of the limits
+	// does a part go over them, by the repeated fence lines.
 	longest := ""
 	for _, f := range fences {
-		if len(f.line) > len(longest) {
-			longest = f.line
+		for _, line := range []string{f.line, s[f.closeStart:f.end]} {
+			if len(line) > len(longest) {
+				longest = line
+			}
 		}
 	}
 	room := lim
-	if room.MaxChars > 0 {
-		room.MaxChars = max(1, room.MaxChars-2*(utf8.RuneCountInString(longest)+1))
+	if room.MaxChars > 0 && longest != "" {
+		chars := utf8.RuneCountInString(longest)
+		room.MaxChars = max(chars+1, room.MaxChars-2*(chars+1))
 	}
-	if room.MaxBytes > 0 {
-		room.MaxBytes = max(1, room.MaxBytes-2*(jsonLen(longest)+2))
+	if room.MaxBytes > 0 && longest != "" {
+		bytes := jsonLen(longest)
+		room.MaxBytes = max(bytes+6, room.MaxBytes-2*(bytes+2))
 	}
 	var parts []string
 	for off := 0; off < len(s); {
@@ -89,7 +92,7 @@ func SplitMarkdown(s string, lim SplitLimits) []string {
 			if lineStart := insideFenceLine(fences, end); lineStart > off {
 				end = lineStart
 			}
-			end = avoidNewFence(s, off, end)
+			end = avoidNewFence(s, fences, off, end)
 		}
 		part := s[off:end]
 		if open := openFenceAt(fences, off); open != nil {
@@ -159,26 +162,44 @@ func jsonRuneLen(r rune, size int) int {
 }
 
 // avoidNewFence moves a cut at end, inside a line, that would make either
-// half of the line read as a fence line on its own: before the line when
-// the part can end there, else back a character at a time.
-func avoidNewFence(s string, off, end int) int {
+// half of the line a fence line on its own: one that opens a code block
+// outside of one, or closes the code block the cut is in. It moves the cut
+// before the line when the part can end there, else back by up to eight
+// characters, else to after the line's first or second character; when
+// none of those will do, the cut stays.
+func avoidNewFence(s string, fences []fence, off, end int) int {
 	lineStart := strings.LastIndexByte(s[:end], '\n') + 1
-	if !fenceAtCut(s, lineStart, end) {
+	inside := openFenceAt(fences, end)
+	if !fenceAtCut(s, lineStart, end, inside) {
 		return end
 	}
 	if lineStart > off {
 		return lineStart
 	}
-	for end > off+1 && fenceAtCut(s, lineStart, end) {
-		_, size := utf8.DecodeLastRuneInString(s[:end])
-		end -= size
+	cut := end
+	for range 8 {
+		_, size := utf8.DecodeLastRuneInString(s[lineStart:cut])
+		if cut -= size; cut <= off {
+			break
+		}
+		if !fenceAtCut(s, lineStart, cut, inside) {
+			return cut
+		}
+	}
+	cut = lineStart
+	for range 2 {
+		_, size := utf8.DecodeRuneInString(s[cut:])
+		if cut += size; cut > off && cut < end && !fenceAtCut(s, lineStart, cut, inside) {
+			return cut
+		}
 	}
 	return end
 }
 
 // fenceAtCut reports whether a cut at end, inside the line starting at
-// lineStart, leaves a fence line before or after it.
-func fenceAtCut(s string, lineStart, end int) bool {
+// lineStart, leaves a fence line before or after it: one that opens a
+// block, or with inside set, one that closes inside.
+func fenceAtCut(s string, lineStart, end int, inside *fence) bool {
 	if end == lineStart {
 		return false
 	}
@@ -188,7 +209,11 @@ func fenceAtCut(s string, lineStart, end int) bool {
 	} else {
 		lineEnd += end
 	}
-	return opensFence(s[lineStart:end]) || opensFence(s[end:lineEnd])
+	isFence := opensFence
+	if inside != nil {
+		isFence = inside.closedBy
+	}
+	return isFence(s[lineStart:end]) || isFence(s[end:lineEnd])
 }
 
 // opensFence reports whether line, on its own, is a fence line.
@@ -206,6 +231,12 @@ type fence struct {
 	line       string // the opening line
 	char       byte   // ` or ~
 	count      int    // how many of char open it
+}
+
+// closedBy reports whether line closes f.
+func (f *fence) closedBy(line string) bool {
+	char, count, rest := fenceLine(line)
+	return char == f.char && count >= f.count && strings.TrimSpace(rest) == ""
 }
 
 // closing is the line that closes f.
@@ -252,12 +283,12 @@ func scanFences(s string) []fence {
 			end += start
 		}
 		line := s[start:end]
-		char, count, rest := fenceLine(line)
+		char, count, _ := fenceLine(line)
 		switch {
 		case open == nil && opensFence(line):
 			fences = append(fences, fence{start: start, openEnd: end, closeStart: len(s), end: len(s), line: line, char: char, count: count})
 			open = &fences[len(fences)-1]
-		case open != nil && char == open.char && count >= open.count && strings.TrimSpace(rest) == "":
+		case open != nil && open.closedBy(line):
 			open.closeStart, open.end = start, end
 			open = nil
 		}

@@ -68,11 +68,14 @@ func TestSplitTextProperties(t *testing.T) {
 	}
 }
 
-// openAtEnd reports whether markdown ends inside a fenced code block, by a
-// reading of CommonMark's rule written apart from the package's.
-func openAtEnd(markdown string) bool {
+// fenceLines reads markdown's lines by CommonMark's fence rule, written
+// apart from the package's: for each line, whether it opens or closes a
+// fenced code block; and whether the text ends inside one.
+func fenceLines(markdown string) (lines []string, isFence []bool, openAtEnd bool) {
 	var open string
-	for _, line := range strings.Split(markdown, "\n") {
+	lines = strings.Split(markdown, "\n")
+	isFence = make([]bool, len(lines))
+	for i, line := range lines {
 		trimmed := strings.TrimLeft(line, " ")
 		if len(line)-len(trimmed) > 3 {
 			continue
@@ -85,25 +88,29 @@ func openAtEnd(markdown string) bool {
 			rest := trimmed[run:]
 			switch {
 			case open == "" && !(c == "`" && strings.Contains(rest, "`")):
-				open = strings.Repeat(c, run)
+				open, isFence[i] = strings.Repeat(c, run), true
 			case open != "" && strings.HasPrefix(trimmed, open) && open[0] == c[0] && strings.TrimSpace(rest) == "":
-				open = ""
+				open, isFence[i] = "", true
 			}
 		}
 	}
-	return open != ""
+	return lines, isFence, open != ""
+}
+
+// openAtEnd reports whether markdown ends inside a fenced code block.
+func openAtEnd(markdown string) bool {
+	_, _, open := fenceLines(markdown)
+	return open
 }
 
 // withoutFences drops fence lines and line breaks: what a split may add.
 func withoutFences(markdown string) string {
 	var b strings.Builder
-	for _, line := range strings.Split(markdown, "\n") {
-		trimmed := strings.TrimLeft(line, " ")
-		backticks := strings.HasPrefix(trimmed, "```") && !strings.Contains(strings.TrimLeft(trimmed, "`"), "`")
-		if len(line)-len(trimmed) <= 3 && (backticks || strings.HasPrefix(trimmed, "~~~")) {
-			continue
+	lines, isFence, _ := fenceLines(markdown)
+	for i, line := range lines {
+		if !isFence[i] {
+			b.WriteString(line)
 		}
-		b.WriteString(line)
 	}
 	return b.String()
 }
@@ -122,6 +129,9 @@ func TestSplitMarkdownProperties(t *testing.T) {
 		}
 		for i, p := range parts {
 			checkWithin(t, p, lim)
+			if !utf8.ValidString(p) {
+				t.Fatalf("part %q is cut inside a UTF-8 sequence", p)
+			}
 			last := i == len(parts)-1
 			if openAtEnd(p) && !(last && openAtEnd(s)) {
 				t.Fatalf("part %d of %d leaves a code fence open:\n%s", i+1, len(parts), p)
@@ -181,4 +191,52 @@ func TestSplitKeepsShortMessagesAndNumbersTitles(t *testing.T) {
 	if !strings.HasSuffix(parts[3].Markdown.Text, "@user123") {
 		t.Error("the last part lost the @")
 	}
+}
+
+// FuzzSplit checks the splitters' promises on any text: text parts join to
+// the text, within the limits, never cut inside UTF-8; markdown parts keep
+// the text and leave no code fence open that the text closes.
+func FuzzSplit(f *testing.F) {
+	f.Add("Intro.\n\n```go\nfmt.Println(1)\n```\n\nDone.", 40, 100)
+	f.Add("杭州天气 <&> 😀\u2028"+strings.Repeat("word ", 50), 41, 61)
+	f.Add("  ```\n~~~~ text\n``` a`b\n    ```\n", 45, 90)
+	f.Fuzz(func(t *testing.T, s string, maxChars, maxBytes int) {
+		lim := dingtalk.SplitLimits{MaxChars: 40 + abs(maxChars)%400, MaxBytes: 60 + abs(maxBytes)%1200}
+		parts := dingtalk.SplitText(s, lim)
+		if strings.Join(parts, "") != s {
+			t.Fatalf("the text parts do not join to the text")
+		}
+		for _, p := range parts {
+			checkWithin(t, p, lim)
+			if utf8.ValidString(s) && !utf8.ValidString(p) {
+				t.Fatalf("part %q is cut inside a UTF-8 sequence", p)
+			}
+		}
+		parts = dingtalk.SplitMarkdown(s, lim)
+		if got, want := withoutFences(strings.Join(parts, "\n")), withoutFences(s); got != want {
+			t.Fatalf("the markdown parts hold other text:\n%q\n%q", got, want)
+		}
+		longLine := false
+		for _, line := range strings.Split(s, "\n") {
+			longLine = longLine || 4*len(line) > lim.MaxChars || 4*jsonLen(t, line) > lim.MaxBytes
+		}
+		for i, p := range parts {
+			if !longLine {
+				checkWithin(t, p, lim) // a long fence line leaves no room for its repeats
+			}
+			if utf8.ValidString(s) && !utf8.ValidString(p) {
+				t.Fatalf("part %q is cut inside a UTF-8 sequence", p)
+			}
+			if openAtEnd(p) && !(i == len(parts)-1 && openAtEnd(s)) {
+				t.Fatalf("part %d of %d leaves a code fence open:\n%s", i+1, len(parts), p)
+			}
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

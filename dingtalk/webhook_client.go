@@ -141,7 +141,7 @@ func (c *WebhookClient) Post(ctx context.Context, msg *Message, body []byte) (*W
 		if refused || errors.Is(err, errBadAnswer) || ctx.Err() != nil || res.Attempts > c.retries() {
 			return res, err
 		}
-		if waitErr := sleep(ctx, c.backoff(res.Attempts)); waitErr != nil {
+		if waitErr := Sleep(ctx, c.backoff(res.Attempts)); waitErr != nil {
 			return res, fmt.Errorf("%w; stopped retrying: %w", err, waitErr)
 		}
 	}
@@ -216,8 +216,9 @@ func redactURLError(err error) error {
 	return err
 }
 
-// sleep waits for d or until ctx is done, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits for d or until ctx is done, whichever comes first, and
+// returns ctx's error in the second case. The clients' backoffs wait with it.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

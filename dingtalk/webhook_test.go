@@ -26,7 +26,10 @@ var policyTricks = map[string]string{
 	"backslash userinfo":    `https://evil.com\@oapi.dingtalk.com/robot/sendBySession?session=` + testToken,
 	"backslash path":        `https://oapi.dingtalk.com\robot?session=` + testToken,
 	"other host":            "https://evil.com/robot/sendBySession?session=" + testToken,
-	"suffix host":           "https://oapi.dingtalk.com.evil.com/robot/sendBySession?session=" + testToken,
+	"starts with the host":  "https://oapi.dingtalk.com.evil.com/robot/sendBySession?session=" + testToken,
+	"starts with it, .net":  "https://oapi.dingtalk.com.example.net/robot/sendBySession?session=" + testToken,
+	"ends with the host":    "https://evil-oapi.dingtalk.com/robot/sendBySession?session=" + testToken,
+	"a subdomain of it":     "https://x.oapi.dingtalk.com/robot/sendBySession?session=" + testToken,
 	"trailing dot":          "https://oapi.dingtalk.com./robot/sendBySession?session=" + testToken,
 	"default port":          "https://oapi.dingtalk.com:443/robot/sendBySession?session=" + testToken,
 	"other port":            "https://oapi.dingtalk.com:8443/robot/sendBySession?session=" + testToken,
@@ -57,16 +60,21 @@ var policyTricks = map[string]string{
 	"IP address":            "https://203.0.113.7/robot/sendBySession?session=" + testToken,
 }
 
+// Both the default policy and one that lists DingTalk's host refuse them.
 func TestWebhookPolicyRejects(t *testing.T) {
-	var p dingtalk.WebhookPolicy
-	for name, raw := range policyTricks {
-		t.Run(name, func(t *testing.T) {
-			u, err := p.Check(raw)
-			if !errors.Is(err, dingtalk.ErrWebhookNotAllowed) || u != nil {
-				t.Fatalf("Check(%q) = %v, %v; want refused", raw, u, err)
-			}
-			assertNoToken(t, err)
-		})
+	for policy, p := range map[string]dingtalk.WebhookPolicy{
+		"default": {},
+		"listed":  {AllowedHosts: []string{dingtalk.DefaultWebhookHost}},
+	} {
+		for name, raw := range policyTricks {
+			t.Run(policy+"/"+name, func(t *testing.T) {
+				u, err := p.Check(raw)
+				if !errors.Is(err, dingtalk.ErrWebhookNotAllowed) || u != nil {
+					t.Fatalf("Check(%q) = %v, %v; want refused", raw, u, err)
+				}
+				assertNoToken(t, err)
+			})
+		}
 	}
 }
 

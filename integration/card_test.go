@@ -363,3 +363,25 @@ func TestTwoGatewaysOnOneRedisShareTheCardBudget(t *testing.T) {
 		t.Errorf("DingTalk saw %d calls in one second from the two gateways, over their shared api_rate of %d", n, rate)
 	}
 }
+
+func TestOverflowMessagesPostsTheRestAsMarkdown(t *testing.T) {
+	var answer strings.Builder
+	for i := range 8 {
+		fmt.Fprintf(&answer, "line %02d of a long streamed answer. ", i) // 35 bytes
+	}
+	s := startCardSetup(t, streamWords(answer.String()), "interval 10ms\nmax_chars 100\noverflow messages", "")
+	s.ask(t, "chunked", true)
+	waitFor(t, "the rest as a message", func() bool { return s.webhook.Count() == 1 })
+	cards := s.api.Cards()
+	if len(cards) != 1 {
+		t.Fatalf("%d cards, want 1", len(cards))
+	}
+	checkCard(t, cards[0], cards[0].Content(), 10*time.Millisecond)
+	var m dingtalk.OutgoingMessage
+	if err := json.Unmarshal(s.webhook.Requests()[0].Body, &m); err != nil || m.Markdown == nil {
+		t.Fatalf("webhook got %s, want markdown", s.webhook.Requests()[0].Body)
+	}
+	if got := cards[0].Content() + m.Markdown.Text; got != answer.String() {
+		t.Errorf("the card and the message give %q, want %q", got, answer.String())
+	}
+}

@@ -264,12 +264,8 @@ func TestAsyncWebhookFaultsSettleTheClaim(t *testing.T) {
 			mustEmptyAck(t, mustDeliver(t, rl.gateway, body))
 			if c.redelivered {
 				waitFor(t, "the redelivery's job", func() bool { return jobsFinished(rl.gateway) == 3 })
-			} else {
-				settle()
 			}
-			if got, want := rl.backend.Count(), map[bool]int{true: 3, false: 2}[c.redelivered]; got != want {
-				t.Fatalf("the backend saw %d callbacks, want %d", got, want)
-			}
+			nothingMore(t, count{"callbacks the backend saw", map[bool]int{true: 3, false: 2}[c.redelivered], rl.backend.Count})
 			jobs := map[bool]float64{true: 2, false: 1}[c.redelivered]
 			want := map[string]float64{
 				`caddy_dingtalk_requests_total{bot="default",outcome="accepted"}`:             jobs,
@@ -378,7 +374,7 @@ func TestReloadUnderLoadAnswersEveryMessageOnce(t *testing.T) {
 			if async {
 				answers = webhook
 				waitFor(t, "every answer to be posted", func() bool { return webhook.Count()-webhook0 >= len(sent) })
-				settle()
+				nothingMore(t, count{"answers posted", len(sent), func() int { return webhook.Count() - webhook0 }})
 			}
 			for name, rec := range map[string]*dingtalktest.Recorder{"backend": backend, "answers": answers} {
 				seen := map[string]int{}

@@ -232,3 +232,44 @@ func mustEqualBytes(t testing.TB, what string, got, want []byte) {
 		t.Fatalf("%s differs:\n got: %q\nwant: %q", what, got, want)
 	}
 }
+
+// quietWindow is how long a "nothing more happened" check watches. What it
+// looks for (a second post, a late answer, a second delivery, a contacted
+// host) comes from a job that just did the same thing on loopback in
+// milliseconds: a second is many times that, also on a loaded machine.
+// TestNothingMoreCatchesALateEvent is the positive control: a post that
+// comes three quarters into the window, through a real relay, is caught.
+const quietWindow = time.Second
+
+// count is something a "nothing more" check watches, and the value it must keep.
+type count struct {
+	what string
+	want int
+	now  func() int
+}
+
+// nothingMore fails the test when, within quietWindow, any of counts is not
+// at the value it must keep. Wait for what must happen first (waitFor).
+func nothingMore(t testing.TB, counts ...count) {
+	t.Helper()
+	if change := changeWithin(quietWindow, counts); change != "" {
+		t.Fatal(change)
+	}
+}
+
+// changeWithin watches counts for window and describes the first that is
+// not at its value, or returns "".
+func changeWithin(window time.Duration, counts []count) string {
+	deadline := time.Now().Add(window)
+	for {
+		for _, c := range counts {
+			if got := c.now(); got != c.want {
+				return fmt.Sprintf("%s: %d, want %d (within %v of the last awaited event)", c.what, got, c.want, window)
+			}
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -164,7 +164,8 @@ func TestSoak(t *testing.T) {
 		genuine = maxMessages
 	}
 	waitFor(t, "every genuine message to be answered", func() bool { return webhook.total() >= genuine })
-	settle()
+	nothingMore(t, count{"answers to genuine messages", genuine, webhook.total},
+		count{"answers to forged or unknown callbacks", 0, func() int { return int(webhook.others.Load()) }})
 	startResourceCheck(t, g, backend, webhook).verify(t) // the load is over: nothing it started may remain
 
 	for _, p := range problems.list() {

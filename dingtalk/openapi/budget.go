@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
 // DefaultRate is the calls per second a robot makes unless told otherwise:
@@ -117,20 +119,8 @@ func spend(ctx context.Context, budget Budget, now func() time.Time) error {
 		if limited && now().Add(wait).After(limit) {
 			return &BudgetError{Wait: wait}
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := dingtalk.Sleep(ctx, wait); err != nil {
 			return err
 		}
-	}
-}
-
-// sleep waits for d or until ctx is done, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -119,24 +119,10 @@ func TestClientsSharingATokenStoreFetchOneToken(t *testing.T) {
 	}
 	sendAll := func() {
 		t.Helper()
-		start := make(chan struct{})
-		errs := make(chan error, 50)
-		var wg sync.WaitGroup
-		for i := range 50 {
-			wg.Go(func() {
-				<-start
-				_, err := clients[i%2].SendToGroup(context.Background(), testGroup, text("shared"))
-				errs <- err
-			})
-		}
-		close(start)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		concurrently(t, 50, func(i int) error {
+			_, err := clients[i%2].SendToGroup(context.Background(), testGroup, text("shared"))
+			return err
+		})
 	}
 	sendAll()
 	if n := fake.TokenFetches(); n != 1 {

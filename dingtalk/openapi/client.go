@@ -226,7 +226,7 @@ func (c *Client) waitRetry(ctx context.Context, attempt int) error {
 	case !ok && attempt >= maxQPSAttempts:
 		return fmt.Errorf("gave up after %d attempts", attempt)
 	}
-	return sleep(ctx, wait)
+	return dingtalk.Sleep(ctx, wait)
 }
 
 // send makes one request under the client's timeout and reads the answer.

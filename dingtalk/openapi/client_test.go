@@ -82,14 +82,28 @@ func TestConcurrentCallersFetchOneToken(t *testing.T) {
 	fake := newFake(t)
 	c := newClient(t, fake, nil)
 	const callers = 50
+	concurrently(t, callers, func(int) error {
+		_, err := c.SendToGroup(context.Background(), testGroup, text("hi"))
+		return err
+	})
+	if n := fake.TokenFetches(); n != 1 {
+		t.Errorf("%d callers fetched %d tokens, want 1", callers, n)
+	}
+	if n := len(fake.Sent()); n != callers {
+		t.Errorf("the fake accepted %d messages, want %d", n, callers)
+	}
+}
+
+// concurrently runs call(0) to call(n-1) at once and fails on an error.
+func concurrently(t *testing.T, n int, call func(i int) error) {
+	t.Helper()
 	start := make(chan struct{})
-	errs := make(chan error, callers)
+	errs := make(chan error, n)
 	var wg sync.WaitGroup
-	for range callers {
+	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, err := c.SendToGroup(context.Background(), testGroup, text("hi"))
-			errs <- err
+			errs <- call(i)
 		})
 	}
 	close(start)
@@ -99,12 +113,6 @@ func TestConcurrentCallersFetchOneToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if n := fake.TokenFetches(); n != 1 {
-		t.Errorf("%d callers fetched %d tokens, want 1", callers, n)
-	}
-	if n := len(fake.Sent()); n != callers {
-		t.Errorf("the fake accepted %d messages, want %d", n, callers)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
 // Token is an OpenAPI access token and the time it expires.
@@ -134,7 +136,7 @@ func (tc *tokenCache) obtain(ctx context.Context, stale string) (Token, error) {
 		if ok {
 			return tc.fetchLocked(ctx, stale, unlock)
 		}
-		if err := sleep(ctx, sharedTokenPoll); err != nil {
+		if err := dingtalk.Sleep(ctx, sharedTokenPoll); err != nil {
 			return Token{}, fmt.Errorf("waiting for another gateway's OpenAPI access token: %w", err)
 		}
 	}
