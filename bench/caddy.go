@@ -56,6 +56,12 @@ func (c *caddyProc) Pid() int { return c.cmd.Process.Pid }
 // set, for profiling. cpus, when set, pins Caddy to those CPUs with taskset.
 // It returns once the site accepts connections.
 func startCaddy(bin, dir, name, site, cpus string, admin bool) (*caddyProc, error) {
+	return startCaddyWith(bin, dir, name, "", site, cpus, admin)
+}
+
+// startCaddyWith is startCaddy with further global options, in which
+// SITE_ADDR stands for the site's host:port.
+func startCaddyWith(bin, dir, name, global, site, cpus string, admin bool) (*caddyProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -77,12 +83,13 @@ func startCaddy(bin, dir, name, site, cpus string, admin bool) (*caddyProc, erro
 		output file %q
 		level WARN
 	}
+	%s
 }
 
 http://%s {
 %s
 }
-`, adminOption, c.Log, c.Addr, site)
+`, adminOption, c.Log, strings.ReplaceAll(global, "SITE_ADDR", c.Addr), c.Addr, site)
 	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}

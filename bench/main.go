@@ -6,6 +6,7 @@
 //	go run ./bench                 # the comparison (about 2 minutes)
 //	go run ./bench -memory         # memory per remembered msgId
 //	go run ./bench -cards          # streamed answers as AI cards
+//	go run ./bench -stream         # the Stream bridge against the same route over HTTP
 //	go run ./bench -against <rev>  # the Go benchmarks against an older commit
 package main
 
@@ -35,6 +36,7 @@ type options struct {
 	pin      bool
 	profile  string
 	memory   bool
+	stream   bool
 	requests int64
 	gobench  bool
 
@@ -62,6 +64,7 @@ func main() {
 	flag.BoolVar(&o.pin, "pin", false, "pin Caddy and the load generator to separate CPUs with taskset")
 	flag.StringVar(&o.profile, "profile", "", "save CPU and heap profiles of each Caddy, taken in the last round, into this folder (such as bench/results)")
 	flag.BoolVar(&o.memory, "memory", false, "measure Caddy's memory per remembered msgId instead")
+	flag.BoolVar(&o.stream, "stream", false, "compare the dingtalk_stream bridge with the same route fed over HTTP instead")
 	flag.Int64Var(&o.requests, "requests", 200_000, "with -memory: callbacks sent to each Caddy")
 	flag.BoolVar(&o.gobench, "gobench", true, "after the comparison, run the Go benchmarks that BENCHMARKS.md's other targets are about (not with -caddy)")
 	flag.StringVar(&o.against, "against", "", "compare the Go benchmarks with this commit's (any git revision) instead, in alternating runs")
@@ -135,7 +138,7 @@ func run(ctx context.Context, o options) error {
 	defer webhook.Close()
 	env := environment{ctx: ctx, bin: bin, dir: dir, cpus: caddyCPUs, o: o,
 		peers: peers{upstream: upstream.Addr, webhook: webhook.Addr, files: dir}, upstream: upstream, webhook: webhook}
-	if !o.memory {
+	if !o.memory && !o.stream {
 		// Like the tests, on a free loopback port; without redis-server,
 		// the configurations that need it are skipped.
 		redis, err := redistest.Run(dir)
@@ -153,6 +156,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.cards {
 		return runCards(env)
+	}
+	if o.stream {
+		return runStream(env)
 	}
 	if err := runComparison(env); err != nil {
 		return err

@@ -181,14 +181,14 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 // unmarshalStore parses `store <backend> { ... }` with the backend module's
 // own Caddyfile syntax.
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
-	raw, err := storeArg(d)
+	raw, err := unmarshalStoreModule(d)
 	h.StoreRaw = raw
 	return err
 }
 
-// storeArg parses `store <backend> { ... }` with the backend module's own
-// Caddyfile syntax into the store's JSON.
-func storeArg(d *caddyfile.Dispenser) (json.RawMessage, error) {
+// unmarshalStoreModule parses `store <backend> { ... }` into the store's
+// JSON module object, for the dingtalk handler and the dingtalk_stream app.
+func unmarshalStoreModule(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}

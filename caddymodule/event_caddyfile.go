@@ -67,7 +67,7 @@ func (h *EventHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "dedupe":
 			h.Dedupe, err = dedupeArg(d)
 		case "store":
-			h.StoreRaw, err = storeArg(d)
+			h.StoreRaw, err = unmarshalStoreModule(d)
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}

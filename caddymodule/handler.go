@@ -335,6 +335,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return err
 			}
 			dedupe = nil // the store just failed: neither wait for it nor warn again
+			acc.storeFailed = true
 		}
 	}
 

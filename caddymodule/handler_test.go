@@ -251,29 +251,6 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	}
 }
 
-// The sign covers the timestamp header exactly as sent: a leading zero
-// leaves the moment in the window but changes the sign (the protocol
-// notes: sign the raw header string).
-func TestSignCoversTheRawTimestamp(t *testing.T) {
-	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
-	ts := strconv.FormatInt(fixedNow.UnixMilli(), 10)
-	for _, c := range []struct {
-		signedOver string
-		accepted   bool
-	}{{"0" + ts, true}, {ts, false}} {
-		req := signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi"}.Body())
-		req.Header.Set("timestamp", "0"+ts)
-		req.Header.Set("sign", dingtalk.Sign(testSecret, c.signedOver))
-		got := serve(h, req)
-		if c.accepted && got.reached == nil {
-			t.Errorf("timestamp 0%s signed over %q: got %d %q, want it accepted", ts, c.signedOver, got.status, got.reason)
-		}
-		if !c.accepted && (got.status != http.StatusUnauthorized || got.reason != reasonBadSign) {
-			t.Errorf("timestamp 0%s signed over %q: got %d %q, want 401 %q", ts, c.signedOver, got.status, got.reason, reasonBadSign)
-		}
-	}
-}
-
 // A richText's text reaches {http.dingtalk.text}; {http.dingtalk.has_media}
 // tells that it carries a picture.
 func TestRichTextPlaceholders(t *testing.T) {
@@ -323,6 +300,29 @@ func TestRejectionsSayWhatToFix(t *testing.T) {
 		}
 		if name == "another sign" && strings.Contains(rj.err.Error(), "percent") {
 			t.Errorf("%s: %v", name, rj.err)
+		}
+	}
+}
+
+// The sign covers the timestamp header exactly as sent: a leading zero
+// leaves the moment in the window but changes the sign (the protocol
+// notes: sign the raw header string).
+func TestSignCoversTheRawTimestamp(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}})
+	ts := strconv.FormatInt(fixedNow.UnixMilli(), 10)
+	for _, c := range []struct {
+		signedOver string
+		accepted   bool
+	}{{"0" + ts, true}, {ts, false}} {
+		req := signedAt(t, testSecret, fixedNow, dingtalktest.Callback{Text: "hi"}.Body())
+		req.Header.Set("timestamp", "0"+ts)
+		req.Header.Set("sign", dingtalk.Sign(testSecret, c.signedOver))
+		got := serve(h, req)
+		if c.accepted && got.reached == nil {
+			t.Errorf("timestamp 0%s signed over %q: got %d %q, want it accepted", ts, c.signedOver, got.status, got.reason)
+		}
+		if !c.accepted && (got.status != http.StatusUnauthorized || got.reason != reasonBadSign) {
+			t.Errorf("timestamp 0%s signed over %q: got %d %q, want 401 %q", ts, c.signedOver, got.status, got.reason, reasonBadSign)
 		}
 	}
 }

@@ -118,11 +118,17 @@ func newModuleMetrics() *moduleMetrics {
 // config being loaded. They are already there when another dingtalk
 // handler of the same config registered them first.
 func registerMetrics(ctx caddy.Context) error {
+	return registerCollectors(ctx, moduleCollectors()...)
+}
+
+// registerCollectors puts collectors made once per process into the
+// registry of the config being loaded, where they may be already.
+func registerCollectors(ctx caddy.Context, collectors ...prometheus.Collector) error {
 	registry := ctx.GetMetricsRegistry()
 	if registry == nil {
 		return errors.New("no metrics registry found")
 	}
-	for _, c := range moduleCollectors() {
+	for _, c := range collectors {
 		var already prometheus.AlreadyRegisteredError
 		if err := registry.Register(c); err != nil && !(errors.As(err, &already) && already.ExistingCollector == c) {
 			return fmt.Errorf("registering metrics: %v", err)

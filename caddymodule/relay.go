@@ -199,8 +199,8 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("dingtalk: async queue is full"))
 	}
 
-	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1, held: time.Now()}
-	storeDown := false
+	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1}
+	storeDown := a.storeFailed // on_error open: the job runs without a record
 	if dedupe != nil {
 		var err error
 		j.claim, err = dedupe.claim(r.Context(), v, j.token, now)
@@ -251,8 +251,7 @@ type job struct {
 	token    Token  // what holds the claim and the job
 	attempts int    // the holders that started the job, this one included
 	lost     atomic.Bool
-	held     time.Time // when its leases were taken or last renewed
-	renewal  *renewal  // renews the leases while the job runs; nil before
+	renewal  *renewal // renews the leases from the start of execute; nil before
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -269,6 +268,12 @@ func (rl *relay) run(j *job) {
 // lease, delivers its answer and settles the job.
 func (rl *relay) execute(j *job) {
 	m := j.v.signer.metrics
+	// The leases are renewed from now on, while the job waits for a
+	// worker too: a queued job is not a dead holder's.
+	ctx, abandon := context.WithCancel(j.req.Context())
+	defer abandon()
+	j.req = j.req.WithContext(ctx)
+	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
 	select {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
@@ -280,14 +285,6 @@ func (rl *relay) execute(j *job) {
 	m.jobsWaiting.Dec()
 	m.jobsRunning.Inc()
 	defer m.jobsRunning.Dec()
-
-	ctx, abandon := context.WithCancel(j.req.Context())
-	defer abandon()
-	j.req = j.req.WithContext(ctx)
-	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
-	if time.Since(j.held) > rl.lease/3 {
-		rl.renew(j, abandon) // it waited for a worker for long: renew now
-	}
 
 	start := time.Now()
 	reply, err := rl.runRoute(j)
@@ -456,18 +453,23 @@ func (rl *relay) runRoute(j *job) (reply []byte, err error) {
 // a DingTalk message JSON as is, other text wrapped as a text message,
 // nothing for an empty body or an empty message.
 func replyFromResponse(rec *recordedResponse) ([]byte, error) {
-	status := rec.statusCode()
+	return replyFromAnswer(rec.statusCode(), rec.header, rec.body.Bytes(), rec.overflow)
+}
+
+// replyFromAnswer is replyFromResponse for an answer's parts: an HTTP-mode
+// robot's answer, whether the route ran in the background or a Stream
+// message was delivered to it. overflow reports a body cut at maxReplySize.
+func replyFromAnswer(status int, header http.Header, body []byte, overflow bool) ([]byte, error) {
 	if status < 200 || status > 299 {
 		return nil, fmt.Errorf("the route answered HTTP %d", status)
 	}
-	if rec.overflow {
+	if overflow {
 		return nil, fmt.Errorf("the route's answer is larger than %d bytes", maxReplySize)
 	}
-	body := rec.body.Bytes()
 	if len(body) == 0 {
 		return nil, nil
 	}
-	if mediaType, _, _ := mime.ParseMediaType(rec.header.Get("Content-Type")); mediaType == "application/json" || json.Valid(body) {
+	if mediaType, _, _ := mime.ParseMediaType(header.Get("Content-Type")); mediaType == "application/json" || json.Valid(body) {
 		var m struct {
 			MsgType string `json:"msgtype"`
 		}

@@ -224,7 +224,7 @@ func (rec *jobRecord) request(ctx context.Context) *http.Request {
 func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe *deduper, next caddyhttp.Handler) {
 	rj.reached = true
 	v := &a.Verified
-	j := &job{v: v, next: next, req: r, rec: newRecordedResponse(maxReplySize), id: rj.ID, token: rj.token, attempts: rj.Attempts, held: time.Now()}
+	j := &job{v: v, next: next, req: r, rec: newRecordedResponse(maxReplySize), id: rj.ID, token: rj.token, attempts: rj.Attempts}
 	logger := rl.jobLogger(j).With(zap.Int("attempts", j.attempts))
 	if rl.closing.Load() {
 		// Another handler's loop found it while this one drains: leave it

@@ -30,14 +30,13 @@ type FileStore struct {
 	// directory.
 	Path string `json:"path,omitempty"`
 
-	// Writes each change to the disk (fsync) before the callback that made
-	// it is answered, so that even a power loss loses nothing. Without it a
-	// crash of Caddy, however abrupt, loses nothing either (every change is
-	// in the operating system's cache of the file before it is answered);
-	// only a crash of the whole machine can lose the last seconds of
-	// changes, or leave a file that is then set aside and replaced by an
-	// empty one. It bounds the callbacks per second by the disk's syncs
-	// (BENCHMARKS.md). Default: off.
+	// Syncs every commit to the disk, so that even a power loss loses no
+	// answered message and no job. Without it a crash of Caddy, however
+	// abrupt, loses none either (they are in the operating system's cache
+	// of the file before Caddy goes on); only a crash of the whole machine
+	// can lose the last seconds of changes, or leave a file that is then
+	// set aside and replaced by an empty one. It bounds the callbacks per
+	// second by the disk's syncs (BENCHMARKS.md). Default: off.
 	Fsync bool `json:"fsync,omitempty"`
 
 	db      *fileDB
@@ -101,18 +100,31 @@ func (s *FileStore) Cleanup() error {
 	return err
 }
 
-// Claim implements Store. The claims are looked up in memory, in a table
-// like the memory store's that the file fills again when it is opened; the
-// file is a log of the changes, written down before Claim returns.
+// retain implements retainer: the file stays open until release.
+func (s *FileStore) retain() (release func()) { return retainPooled(fileStores, s.poolKey) }
+
+// The claims are looked up in memory, in a table like the memory store's
+// that the file fills again when it is opened; the file is a log of the
+// changes, in the order they were made.
+//
+// Keep, which turns a message's lease into the record that it was answered
+// (and renews leases), returns once its change is committed, and so once
+// every change before it is: what was answered survives any crash of
+// Caddy. Claim and Release hand their change to the writer and return
+// without waiting for the commit. A crash can lose such a change only with
+// its holder: a lease that would have lapsed anyway, or a release whose
+// key's lease then lapses on its own. So a message in flight does not wait
+// for the disk before it is passed on (BENCHMARKS.md, the file store).
+
+// Claim implements Store.
 func (s *FileStore) Claim(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) (bool, error) {
 	held, took := s.db.table.take(key, token, sinceClockStart(now), ttl)
-	if !took {
-		return held, nil
+	if took {
+		if err := s.db.log(logClaim, key, token, now.Add(ttl), false); err != nil {
+			return false, fmt.Errorf("file store: claim: %w", err)
+		}
 	}
-	if err := s.db.log(logClaim, key, token, now.Add(ttl)); err != nil {
-		return false, fmt.Errorf("file store: claim: %w", err)
-	}
-	return true, nil
+	return held, nil
 }
 
 // Keep implements Store.
@@ -120,7 +132,7 @@ func (s *FileStore) Keep(_ context.Context, key string, token Token, now time.Ti
 	if !s.db.table.keep(key, token, sinceClockStart(now), ttl) {
 		return nil
 	}
-	if err := s.db.log(logClaim, key, token, now.Add(ttl)); err != nil {
+	if err := s.db.log(logClaim, key, token, now.Add(ttl), true); err != nil {
 		return fmt.Errorf("file store: keep: %w", err)
 	}
 	return nil
@@ -131,7 +143,7 @@ func (s *FileStore) Release(_ context.Context, key string, token Token) error {
 	if !s.db.table.release(key, token) {
 		return nil
 	}
-	if err := s.db.log(logRelease, key, token, time.Now()); err != nil {
+	if err := s.db.log(logRelease, key, token, time.Now(), false); err != nil {
 		return fmt.Errorf("file store: release: %w", err)
 	}
 	return nil
@@ -141,6 +153,7 @@ func (s *FileStore) Release(_ context.Context, key string, token Token) error {
 var (
 	_ Store              = (*FileStore)(nil)
 	_ caddy.Provisioner  = (*FileStore)(nil)
+	_ retainer           = (*FileStore)(nil)
 	_ caddy.CleanerUpper = (*FileStore)(nil)
 	_ caddy.Destructor   = (*fileDB)(nil)
 )

@@ -88,7 +88,7 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 		db:      db,
 		table:   newMemoryTable(defaultMaxEntries),
 		logger:  logger,
-		writes:  make(chan *fileWrite),
+		writes:  make(chan *fileWrite, maxFileBatch),
 		stop:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
@@ -158,9 +158,10 @@ func readLogRecord(v []byte) (logRecord, bool) {
 	return logRecord{kind: v[0], expires: int64(binary.BigEndian.Uint64(v[1:])), token: Token(v[9:logHeader]), key: v[logHeader:]}, true
 }
 
-// log writes a change of the claims down in the file, and returns once it
-// is committed.
-func (f *fileDB) log(kind byte, key string, token Token, expires time.Time) error {
+// log writes a change of the claims down in the file. With wait it returns
+// once the change is committed; without, once the writer has it, and the
+// writer logs an error that the change meets.
+func (f *fileDB) log(kind byte, key string, token Token, expires time.Time, wait bool) error {
 	// One allocation for the sequence number the writer gives it, and the
 	// record: bbolt keeps both until the transaction is committed.
 	buf := make([]byte, 8+logHeader+len(key))
@@ -169,11 +170,16 @@ func (f *fileDB) log(kind byte, key string, token Token, expires time.Time) erro
 	binary.BigEndian.PutUint64(rec[1:], uint64(expires.UnixNano()))
 	copy(rec[9:], token[:])
 	copy(rec[logHeader:], key)
-	return f.submit(&fileWrite{record: buf})
+	w := &fileWrite{record: buf}
+	if wait {
+		w.done = make(chan error, 1)
+	}
+	return f.submit(w)
 }
 
 // fileWrite is one write waiting for its transaction: a log record (its
-// first 8 bytes left for its sequence number), or a function.
+// first 8 bytes left for its sequence number), or a function. done gets
+// its result; nil when nobody waits for it.
 type fileWrite struct {
 	record []byte
 	fn     func(*bolt.Tx) error
@@ -184,12 +190,12 @@ type fileWrite struct {
 // fn may run twice: when a transaction of several writes fails, each is
 // run again alone, so that one write's error is not another's.
 func (f *fileDB) update(fn func(*bolt.Tx) error) error {
-	return f.submit(&fileWrite{fn: fn})
+	return f.submit(&fileWrite{fn: fn, done: make(chan error, 1)})
 }
 
-// submit hands w to the writer and waits for its commit.
+// submit hands w to the writer, in order, and waits for its commit if
+// anyone does.
 func (f *fileDB) submit(w *fileWrite) error {
-	w.done = make(chan error, 1)
 	f.mu.RLock()
 	if f.closed {
 		f.mu.RUnlock()
@@ -197,6 +203,9 @@ func (f *fileDB) submit(w *fileWrite) error {
 	}
 	f.writes <- w
 	f.mu.RUnlock()
+	if w.done == nil {
+		return nil
+	}
 	return <-w.done
 }
 
@@ -256,11 +265,16 @@ func (f *fileDB) commit(batch []*fileWrite) {
 		return nil
 	})
 	for _, w := range batch {
+		werr := err
 		if err != nil && len(batch) > 1 {
-			w.done <- f.db.Update(w.apply)
-			continue
+			werr = f.db.Update(w.apply)
 		}
-		w.done <- err
+		switch {
+		case w.done != nil:
+			w.done <- werr
+		case werr != nil:
+			f.logger.Error("writing a claim to the dingtalk file store", zap.Error(werr))
+		}
 	}
 }
 

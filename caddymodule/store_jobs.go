@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // JobStore is implemented by a Store that records the async relay's jobs,
@@ -86,4 +89,14 @@ type StoredJob struct {
 // is called, after the jobs are settled.
 type retainer interface {
 	retain() (release func())
+}
+
+// retainPooled is retain for a store whose resource is key in pool: one
+// more reference to it, dropped by release.
+func retainPooled(pool *caddy.UsagePool, key string) (release func()) {
+	notLoaded := func() (caddy.Destructor, error) { return nil, errors.New("not loaded") }
+	if _, _, err := pool.LoadOrNew(key, notLoaded); err != nil {
+		return func() {} // not there: nothing to keep open
+	}
+	return func() { _, _ = pool.Delete(key) }
 }

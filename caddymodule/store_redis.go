@@ -214,13 +214,7 @@ func (s *RedisStore) Cleanup() error {
 }
 
 // retain implements retainer: the client stays open until release.
-func (s *RedisStore) retain() (release func()) {
-	notLoaded := func() (caddy.Destructor, error) { return nil, errors.New("not loaded") }
-	if _, _, err := redisClients.LoadOrNew(s.poolKey, notLoaded); err != nil {
-		return func() {} // not there: nothing to keep open
-	}
-	return func() { _, _ = redisClients.Delete(s.poolKey) }
-}
+func (s *RedisStore) retain() (release func()) { return retainPooled(redisClients, s.poolKey) }
 
 // FailOpen implements FailOpener: it reports whether on_error is open.
 func (s *RedisStore) FailOpen() bool { return s.OnError == redisOnErrorOpen }

@@ -39,6 +39,7 @@ type accepted struct {
 	keys      keyRoom                // where the store keys' bytes are
 
 	timestamp, sign string // the headers that were verified, for a durable async job's record
+	storeFailed     bool   // the store failed for this callback, which goes on (on_error open)
 }
 
 // keyRoom holds the bytes of a callback's keys in the store, so that they

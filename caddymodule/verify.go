@@ -57,12 +57,6 @@ func (h *Handler) verify(r *http.Request, now time.Time) (*accepted, *rejection)
 	return a, nil
 }
 
-// Why a sign was refused, made once: a flood of forgeries allocates nothing.
-var (
-	errNoBot              = errors.New("sign matches no configured bot")
-	errPercentEncodedSign = errors.New("sign matches no configured bot: it is percent-encoded (%2B, %2F, %3D); DingTalk sends it as plain base64, so the sender must not URL-encode it")
-)
-
 // windowRejection is the rejection of a timestamp that the window's Check
 // refused with err, or nil when err is nil.
 func windowRejection(err error) *rejection {
@@ -76,6 +70,12 @@ func windowRejection(err error) *rejection {
 	}
 	return newRejection(http.StatusUnauthorized, reasonBadTimestamp, "", err)
 }
+
+// Why a sign was refused, made once: a flood of forgeries allocates nothing.
+var (
+	errNoBot              = errors.New("sign matches no configured bot")
+	errPercentEncodedSign = errors.New("sign matches no configured bot: it is percent-encoded (%2B, %2F, %3D); DingTalk sends it as plain base64, so the sender must not URL-encode it")
+)
 
 // The canonical forms of the sign's header names, computed once: Header.Get
 // with DingTalk's lower-case names would canonicalize them, and allocate,

@@ -18,8 +18,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "dingtalk",
-		Usage: "sign|send|event [flags]",
-		Short: "Signs and sends DingTalk robot callbacks and event pushes, to try a gateway",
+		Usage: "sign|send|stream|event [flags]",
+		Short: "Signs and sends DingTalk robot callbacks and event pushes, plays Stream mode, to try a gateway",
 		Long: `
 Tools to try a caddy-dingtalk gateway without DingTalk.
 
@@ -33,6 +33,12 @@ non-zero unless the gateway answered 2xx with JSON (and, with
 --webhook-listen, the awaited posts arrived). With --openapi-listen it
 plays DingTalk's OpenAPI and prints the AI card updates as they arrive.
 
+'stream' plays DingTalk for a gateway in Stream mode: a fake Stream server
+(its api_base) and a fake sessionWebhook. Once the gateway connects, it
+pushes one robot message and prints the gateway's ack and what the gateway
+posts to the sessionWebhook. It exits non-zero unless the ack was 200 and
+the awaited posts arrived.
+
 'event' encrypts and signs an event subscription push (check_url or any
 EventType) as DingTalk does, posts it to a dingtalk_event gateway and prints
 the decrypted answer. It exits non-zero unless that is "success".
@@ -40,7 +46,7 @@ the decrypted answer. It exits non-zero unless that is "success".
 Give the robot's AppSecret with --secret-env NAME to keep it out of shell
 history; the commands never print it.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), sendCommand(), eventCommand())
+			cmd.AddCommand(signCommand(), sendCommand(), streamCommand(), eventCommand())
 			// Runnable, so that a mistyped subcommand fails instead of
 			// printing the help with exit status 0.
 			cmd.Args = cobra.NoArgs
@@ -113,6 +119,37 @@ func sendCommand() *cobra.Command {
 	f.StringVar(&opts.OpenAPIListen, "openapi-listen", "", "run a fake DingTalk OpenAPI on this address, like 127.0.0.1:9998, and print the AI card updates the gateway sends there")
 	f.StringVar(&opts.AppKey, "app-key", "", `with --openapi-listen: the robot's AppKey (default "dingtrialappkey")`)
 	f.DurationVar(&opts.Timeout, "timeout", 0, "how long to wait for the gateway's answer (default 30s)")
+	return cmd
+}
+
+func streamCommand() *cobra.Command {
+	var opts streamOptions
+	cmd := &cobra.Command{
+		Use:   "stream --secret-env NAME|--secret S [--listen ADDR] [--webhook-listen ADDR] [--text T] [flags]",
+		Short: "Runs a fake Stream server, pushes a message to the gateway that connects, prints its answer",
+		Example: `  $ caddy dingtalk stream --secret 'this is a secret' --text hello
+  $ caddy dingtalk stream --secret-env DINGTALK_APP_SECRET --client-id dingxxxx --listen 127.0.0.1:9100 --webhook-listen 127.0.0.1:9999`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return runStream(ctx, opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Listen, "listen", "", "the fake Stream server's address; the gateway's api_base is http://<it> (default "+defaultStreamListen+")")
+	f.StringVar(&opts.ClientID, "client-id", "", "the AppKey the fake accepts (default "+defaultStreamClientID+")")
+	secretFlags(f, &opts.Secret)
+	f.StringVar(&opts.WebhookListen, "webhook-listen", "", "the fake sessionWebhook's address, which the gateway's webhook_hosts must list (default "+defaultStreamWebhook+")")
+	f.StringVar(&opts.Callback.Text, "text", "", `the message text (default "`+defaultSendText+`")`)
+	f.BoolVar(&opts.Callback.Group, "group", false, "push a group message instead of a one-to-one one")
+	f.StringVar(&opts.Callback.SenderNick, "sender-nick", "", `the sender's display name (default "Zhang San")`)
+	f.StringVar(&opts.Callback.SenderStaffID, "sender-staff-id", "", `the sender's staff id (default "user123")`)
+	f.StringVar(&opts.Callback.RobotCode, "robot-code", "", `the robot's code (default "dingrobot1")`)
+	f.StringVar(&opts.Callback.MsgID, "msg-id", "", "the msgId (default a fresh one)")
+	f.DurationVar(&opts.Wait, "wait", 0, "how long to wait for the gateway to connect, and then for the posts (default 30s)")
+	f.IntVar(&opts.Count, "count", 0, "how many sessionWebhook posts to wait for (default 1)")
 	return cmd
 }
 

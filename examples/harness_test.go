@@ -115,7 +115,7 @@ func needs(t *testing.T, program string) {
 // sets the ones it means, never inherits them.
 var exampleVars = []string{"LISTEN", "BACKEND_ADDR", "WEBHOOK_HOST", "WEATHER_ADDR", "ASK_ADDR", "DELAY_SECONDS", "INSTANCE", "REDIS_ADDR",
 	"API_BASE", "WORD_SECONDS", "DINGTALK_APP_KEY", "MEDIA_ADDR", "NOTIFY_PASSWORD", "NOTIFY_PASSWORD_HASH",
-	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "EVENTS_LOG"}
+	"CADDY_ADMIN", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "STREAM_LEASE", "STREAM_ADDR", "EVENTS_LOG"}
 
 // example is one example running: its programs, on free loopback ports,
 // with their addresses and secrets in the environment, as a user would
@@ -165,10 +165,17 @@ func (ex *example) addr(name string) string {
 	return addr
 }
 
+// process is a program an example runs.
+type process struct {
+	pid    int             // also its process group's id
+	done   <-chan struct{} // closed once it exited
+	output func() string   // what it printed so far, stdout and stderr
+}
+
 // start runs argv from the repository's root, as the READMEs do, in its
 // own process group, and waits until it listens on addr. The program is
 // stopped when the test ends; its output is shown when the test failed.
-func (ex *example) start(addr string, argv ...string) {
+func (ex *example) start(addr string, argv ...string) *process {
 	t := ex.t
 	t.Helper()
 	name := strings.Join(argv, " ")
@@ -207,7 +214,7 @@ func (ex *example) start(addr string, argv ...string) {
 	for {
 		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			conn.Close()
-			return
+			return &process{pid: cmd.Process.Pid, done: done, output: output}
 		}
 		select {
 		case <-done:
@@ -238,9 +245,9 @@ func stop(pgid int, done <-chan struct{}) {
 
 // caddy runs `caddy run --config examples/<dir>/Caddyfile` and waits
 // until it serves.
-func (ex *example) caddy() {
+func (ex *example) caddy() *process {
 	ex.t.Helper()
-	ex.start(ex.listen, bin.caddy, "run", "--config", "examples/"+ex.dir+"/Caddyfile")
+	return ex.start(ex.listen, bin.caddy, "run", "--config", "examples/"+ex.dir+"/Caddyfile")
 }
 
 // send runs `caddy dingtalk send --url <the example's /robot> args...`.

@@ -382,3 +382,43 @@ func TestAsyncRunsBuiltInAnswersWithPlaceholders(t *testing.T) {
 		t.Fatalf("posted %+v, want text %q", posted, want)
 	}
 }
+
+// A job waiting for a worker keeps its leases: the relay does not take it
+// over as a dead holder's job, so its message reaches the backend once.
+func TestAsyncQueuedJobKeepsItsLease(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	rl := startRelayed(t, newGate(), "", plainText("done"))
+	rl.load(site{FilterSign: true, Body: fmt.Sprintf(`
+	route /robot {
+		dingtalk {
+			secret %q
+			lease %v
+			async {
+				webhook_hosts %s
+				workers 1
+			}
+		}
+		reverse_proxy %s
+	}`, testSecret, lease, hostPort(rl.webhook.URL), hostPort(rl.backend.URL))})
+	mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("one")))
+	waitFor(t, "the first job to run", func() bool { return rl.backend.Count() == 1 })
+	mustEmptyAck(t, rl.post("/robot", testSecret, rl.callbackTo("two"))) // waits for the worker
+	// The time under test: the queued job's first lease lapses many times
+	// over. A relay that took it over would log so at once (the copy then
+	// waits for the worker too).
+	time.Sleep(6 * lease)
+	if strings.Contains(rl.logs(), "taken over") {
+		t.Fatal("a queued job was taken over in a gateway whose every holder is alive")
+	}
+	rl.gate.open()
+	waitFor(t, "both replies", func() bool { return rl.webhook.Count() == 2 })
+	if n := rl.backend.Count(); n != 2 {
+		t.Fatalf("the backend got %d calls for 2 messages", n)
+	}
+	if strings.Contains(rl.logs(), "taken over") {
+		t.Fatal("a job was taken over in a gateway whose every holder is alive")
+	}
+	if n := rl.webhook.Count(); n != 2 {
+		t.Fatalf("%d replies for 2 messages", n)
+	}
+}

@@ -64,7 +64,7 @@ type gateway struct {
 
 // site is what a test puts in the Caddyfile.
 type site struct {
-	Global     string // extra global options
+	Global     string // extra global options; GATEWAY_URL in them stands for the site's URL
 	Body       string // the site block's content
 	FilterSign bool   // give the default log the sign filter the README ships
 	Extra      string // further site blocks, each with its own address
@@ -129,7 +129,7 @@ func (g *gateway) load(s site) {
 	%s
 }
 %s
-`, admin, g.LogFile, format, s.Global, g.URL, s.Body, s.Extra)
+`, admin, g.LogFile, format, strings.ReplaceAll(s.Global, "GATEWAY_URL", g.URL), g.URL, s.Body, s.Extra)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		g.t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)

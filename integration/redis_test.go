@@ -219,10 +219,13 @@ func TestRedisDownWithOnErrorOpen(t *testing.T) {
 	})
 }
 
-// The async relay claims messages too; it follows the same on_error policy.
+// The async relay claims messages and records its jobs too; it follows the
+// same on_error policy, and warns once per callback whichever of the
+// store's uses met the failure first (the replay guard, or the claim).
 func TestAsyncWithRedisDown(t *testing.T) {
-	for _, onError := range []string{"closed", "open"} {
-		t.Run(onError, func(t *testing.T) {
+	for _, tc := range []struct{ onError, replayGuard string }{{"closed", "off"}, {"open", "off"}, {"open", "on"}} {
+		onError := tc.onError
+		t.Run(onError+" replay_guard "+tc.replayGuard, func(t *testing.T) {
 			srv := redistest.Start(t)
 			backend := pongUpstream(t)
 			webhook := dingtalktest.NewRecorder()
@@ -232,7 +235,7 @@ func TestAsyncWithRedisDown(t *testing.T) {
 	route /robot {
 		dingtalk {
 			secret %q
-			replay_guard off # so that the relay's claim meets the failure
+			replay_guard %s # off: the relay's claim meets the failure
 			store redis {
 				address %s
 				timeout 1s
@@ -246,7 +249,7 @@ func TestAsyncWithRedisDown(t *testing.T) {
 	}
 	handle_errors {
 		respond "{http.dingtalk.reject_reason}"
-	}`, testSecret, srv.Addr, onError, hostPort(webhook.URL), hostPort(backend.URL))})
+	}`, testSecret, tc.replayGuard, srv.Addr, onError, hostPort(webhook.URL), hostPort(backend.URL))})
 
 			srv.Stop()
 			body := dingtalktest.Callback{Text: "hi", SessionWebhook: webhook.SessionURL()}.Body()

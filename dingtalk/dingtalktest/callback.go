@@ -1,6 +1,7 @@
 // Package dingtalktest builds realistic DingTalk robot callbacks and runs
 // fake peers (a recording upstream, a fake DingTalk sessionWebhook, a fake
-// OpenAPI) for tests, benchmarks and the `caddy dingtalk` command.
+// OpenAPI, a fake Stream server) for tests, benchmarks and the `caddy
+// dingtalk` command.
 package dingtalktest
 
 import (

@@ -274,6 +274,11 @@ func TestClientBackoffGrowsAndResetsAfterAHealthyConnection(t *testing.T) {
 	r.connected(t)
 
 	// A socket dropped soon after it came up is no reason to start over.
+	// (The client may see its socket before the server does: wait for it.)
+	ctx := testContext(t)
+	if err := r.server.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	r.server.Drop()
 	if s := r.state(t); s.Retry != time.Minute || s.Failures != 8 {
 		t.Fatalf("state after an early drop %+v, want the wait kept at 60s", s)
@@ -283,6 +288,9 @@ func TestClientBackoffGrowsAndResetsAfterAHealthyConnection(t *testing.T) {
 
 	// One that stayed up for the reset period is.
 	r.clock.Advance(stream.DefaultBackoffReset)
+	if err := r.server.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	r.server.Drop()
 	if s := r.state(t); s.Retry != time.Second || s.Failures != 1 {
 		t.Fatalf("state after a drop of a healthy connection %+v, want the wait back at 1s", s)
