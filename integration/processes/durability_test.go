@@ -101,9 +101,20 @@ func quiet(t *testing.T, gw *instance, be *backend, wh webhook, msgID string, wa
 
 func TestSyncRedisKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
 	srv := redistest.Start(t)
+	_, _, msg := killedSyncHolderLetsTheRedeliveryThrough(t, redisStore(srv))
+	inspect(t, srv).answered(msg)
+}
+
+// killedSyncHolderLetsTheRedeliveryThrough kills the gateway while the
+// backend works on a sync message, and starts it again: DingTalk's
+// redelivery is processed once the dead holder's lease lapsed, within the
+// lease + 10 s, and a redelivery after that is a duplicate. It returns the
+// running gateway, the message's body and its msgId.
+func killedSyncHolderLetsTheRedeliveryThrough(t *testing.T, store string) (*instance, []byte, string) {
+	t.Helper()
 	be := newBackend(t)
 	release := be.holdCalls()
-	gw := startInstance(t, "gateway", gatewaySite(be, redisStore(srv), ""))
+	gw := startInstance(t, "gateway", gatewaySite(be, store, ""))
 	msg := dingtalktest.NewMsgID()
 	body := dingtalktest.Callback{Text: "hello", MsgID: msg}.Body()
 
@@ -137,14 +148,29 @@ func TestSyncRedisKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
 	if n := be.calls(msg); n != 2 {
 		t.Fatalf("the backend got the message %d times, want 2 (the crashed call and the redelivery)", n)
 	}
-	inspect(t, srv).answered(msg)
+	return gw, body, msg
 }
 
 func TestAsyncRedisKilledJobIsResumedAfterRestart(t *testing.T) {
 	srv := redistest.Start(t)
+	_, _, _, msg := killedJobIsResumedAfterRestart(t, redisStore(srv))
+	r := inspect(t, srv)
+	r.noJobs()
+	r.answered(msg)
+}
+
+// The scenarios below run the same with every store that outlives the
+// gateway's process (redis, file); each returns the gateway, running, and
+// what the store's own checks need.
+
+// killedJobIsResumedAfterRestart kills the gateway during a job and starts
+// it again: the restarted gateway posts the answer once, within the lease +
+// 10 s, the backend having got the message twice.
+func killedJobIsResumedAfterRestart(t *testing.T, store string) (*instance, *backend, webhook, string) {
+	t.Helper()
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
-	gw := startInstance(t, "gateway", gatewaySite(be, redisStore(srv), asyncBlock(wh, "")))
+	gw := startInstance(t, "gateway", gatewaySite(be, store, asyncBlock(wh, "")))
 	msg := dingtalktest.NewMsgID()
 
 	gw.mustAck(wh.callback(msg))
@@ -165,9 +191,7 @@ func TestAsyncRedisKilledJobIsResumedAfterRestart(t *testing.T) {
 	if n := gw.logged("dingtalk async job taken over"); n != 1 {
 		t.Fatalf("%d lines say a job was taken over, want 1", n)
 	}
-	r := inspect(t, srv)
-	r.noJobs()
-	r.answered(msg)
+	return gw, be, wh, msg
 }
 
 func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
@@ -202,25 +226,33 @@ func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
 
 func TestAsyncRedisStopDrainsTheRunningJob(t *testing.T) {
 	srv := redistest.Start(t)
+	r := inspect(t, srv)
+	stopDrainsTheRunningJob(t, redisStore(srv), func(msg string) {
+		r.noJobs()
+		r.answered(msg)
+	})
+}
+
+// stopDrainsTheRunningJob stops the gateway during a job shorter than the
+// drain: the stopping gateway posts the answer before it exits (stopped
+// then checks the store), and the deploy's next start answers a
+// redelivery empty and runs nothing.
+func stopDrainsTheRunningJob(t *testing.T, store string, stopped func(msg string)) {
+	t.Helper()
 	be, wh := newBackend(t), newWebhook(t)
 	const job, drain = 2 * time.Second, 10 * time.Second
-	gw := startInstance(t, "gateway", gatewaySite(be, redisStore(srv), asyncBlock(wh, fmt.Sprintf("drain %v", drain))))
+	gw := startInstance(t, "gateway", gatewaySite(be, store, asyncBlock(wh, fmt.Sprintf("drain %v", drain))))
 	msg := dingtalktest.NewMsgID()
 	be.slow(msg, job)
 
 	gw.mustAck(wh.callback(msg))
 	waitFor(t, "the backend to get the message", func() bool { return be.calls(msg) == 1 })
 	took := gw.stop(drain + 5*time.Second)
-	// The job finished during the drain: posted by the stopping instance,
-	// before it exited.
 	if n := wh.posts("re:" + msg); n != 1 {
 		t.Fatalf("%d posts when the stopped gateway exited (after %v), want 1", n, took)
 	}
-	r := inspect(t, srv)
-	r.noJobs()
-	r.answered(msg)
+	stopped(msg)
 
-	// The deploy's new instance answers a redelivery empty, and runs nothing.
 	gw.start()
 	if _, answer, _ := gw.deliver(wh.callback(msg)); answer != `{"msgtype":"empty"}` {
 		t.Fatalf("a redelivery after the deploy was answered %q", answer)
@@ -233,11 +265,21 @@ func TestAsyncRedisStopDrainsTheRunningJob(t *testing.T) {
 
 func TestAsyncRedisStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
 	srv := redistest.Start(t)
+	r := inspect(t, srv)
+	msg := stopHandsBackAJobLongerThanTheDrain(t, redisStore(srv), r.notClaimed)
+	r.noJobs()
+	r.answered(msg)
+}
+
+// stopHandsBackAJobLongerThanTheDrain stops the gateway during a job longer
+// than the drain: it hands the job back and exits after the drain (stopped
+// then checks the store); its next start runs the job and posts once.
+func stopHandsBackAJobLongerThanTheDrain(t *testing.T, store string, stopped func(msg string)) string {
+	t.Helper()
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
 	const drain = time.Second
-	site := gatewaySite(be, redisStore(srv), asyncBlock(wh, fmt.Sprintf("drain %v", drain)))
-	gw := startInstance(t, "gateway", site)
+	gw := startInstance(t, "gateway", gatewaySite(be, store, asyncBlock(wh, fmt.Sprintf("drain %v", drain))))
 	msg := dingtalktest.NewMsgID()
 
 	gw.mustAck(wh.callback(msg))
@@ -252,18 +294,16 @@ func TestAsyncRedisStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
 	if n := wh.posts("re:" + msg); n != 0 {
 		t.Fatalf("%d posts before the job could finish", n)
 	}
-	r := inspect(t, srv)
-	r.notClaimed(msg) // the stopped instance holds nothing
+	stopped(msg)
 
 	release()
-	next := startInstance(t, "next", site)
-	waitFor(t, "the next instance to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
-	quiet(t, next, be, wh, msg, 1)
+	gw.start()
+	waitFor(t, "the next start to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
+	quiet(t, gw, be, wh, msg, 1)
 	if n := be.calls(msg); n != 2 {
 		t.Fatalf("the backend got the message %d times, want 2", n)
 	}
-	r.noJobs()
-	r.answered(msg)
+	return msg
 }
 
 func TestAsyncMemoryStopPostsTheFallbackForAJobLongerThanTheDrain(t *testing.T) {

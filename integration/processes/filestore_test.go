@@ -1,7 +1,6 @@
 package processes
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -25,41 +24,11 @@ const emptyAnswer = `{"msgtype":"empty"}`
 // restarted gateway once the dead holder's lease lapsed; once answered, a
 // redelivery after a second crash is a duplicate.
 func TestSyncFileKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
-	be := newBackend(t)
-	release := be.holdCalls()
-	gw := startInstance(t, "gateway", gatewaySite(be, fileStore, ""))
-	msg := dingtalktest.NewMsgID()
-	body := dingtalktest.Callback{Text: "hello", MsgID: msg}.Body()
-
-	go gw.deliver(body) //nolint:errcheck // the gateway dies before it answers
-	waitFor(t, "the backend to get the message", func() bool { return be.calls(msg) == 1 })
-	gw.kill()
-	killed := time.Now()
-	release()
-	gw.start()
-
-	var status int
-	var answer string
-	waitFor(t, "a redelivery to be answered by the backend", func() bool {
-		time.Sleep(100 * time.Millisecond) // DingTalk's redeliveries are spaced too
-		var err error
-		status, answer, err = gw.deliver(body)
-		return err != nil || answer != emptyAnswer
-	})
-	if status != http.StatusOK || answer != "re:"+msg {
-		t.Fatalf("the redelivery was answered %d %q, want 200 re:%s", status, answer, msg)
-	}
-	if took := time.Since(killed); took > lease+10*time.Second {
-		t.Fatalf("the redelivery went through %v after the crash, want within the lease + 10s", took)
-	}
-
+	gw, body, _ := killedSyncHolderLetsTheRedeliveryThrough(t, fileStore)
 	gw.kill()
 	gw.start()
 	if _, answer, err := gw.deliver(body); err != nil || answer != emptyAnswer {
 		t.Fatalf("a redelivery of the answered message after a second crash was answered %q (%v), want the empty reply", answer, err)
-	}
-	if n := be.calls(msg); n != 2 {
-		t.Fatalf("the backend got the message %d times, want 2 (the crashed call and the redelivery)", n)
 	}
 }
 
@@ -120,30 +89,7 @@ func TestSyncFileStopLeavesNothingClaimed(t *testing.T) {
 // from the file: posted once. A redelivery of the answered message after
 // another crash runs nothing.
 func TestAsyncFileKilledJobIsResumedAfterRestart(t *testing.T) {
-	be, wh := newBackend(t), newWebhook(t)
-	release := be.holdCalls()
-	gw := startInstance(t, "gateway", gatewaySite(be, fileStore, asyncBlock(wh, "")))
-	msg := dingtalktest.NewMsgID()
-
-	gw.mustAck(wh.callback(msg))
-	waitFor(t, "the backend to get the message", func() bool { return be.calls(msg) == 1 })
-	gw.kill()
-	killed := time.Now()
-	release()
-	gw.start()
-
-	waitFor(t, "the restarted gateway to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
-	if took := time.Since(killed); took > lease+10*time.Second {
-		t.Fatalf("answered %v after the crash, want within the lease + 10s", took)
-	}
-	quiet(t, gw, be, wh, msg, 1)
-	if n := be.calls(msg); n != 2 {
-		t.Fatalf("the backend got the message %d times, want 2", n)
-	}
-	if n := gw.logged("dingtalk async job taken over"); n != 1 {
-		t.Fatalf("%d lines say a job was taken over, want 1", n)
-	}
-
+	gw, be, wh, msg := killedJobIsResumedAfterRestart(t, fileStore)
 	gw.kill()
 	gw.start()
 	gw.mustAck(wh.callback(msg))
@@ -153,56 +99,10 @@ func TestAsyncFileKilledJobIsResumedAfterRestart(t *testing.T) {
 	}
 }
 
-// A stop during a job that finishes within the drain posts its answer
-// before the gateway exits; the next start has nothing left to run.
 func TestAsyncFileStopDrainsTheRunningJob(t *testing.T) {
-	be, wh := newBackend(t), newWebhook(t)
-	const job, drain = 2 * time.Second, 10 * time.Second
-	gw := startInstance(t, "gateway", gatewaySite(be, fileStore, asyncBlock(wh, fmt.Sprintf("drain %v", drain))))
-	msg := dingtalktest.NewMsgID()
-	be.slow(msg, job)
-
-	gw.mustAck(wh.callback(msg))
-	waitFor(t, "the backend to get the message", func() bool { return be.calls(msg) == 1 })
-	gw.stop(drain + 5*time.Second)
-	if n := wh.posts("re:" + msg); n != 1 {
-		t.Fatalf("%d posts when the stopped gateway exited, want 1", n)
-	}
-
-	gw.start()
-	gw.mustAck(wh.callback(msg)) // a redelivery after the deploy
-	quiet(t, gw, be, wh, msg, 1)
-	if n := be.calls(msg); n != 1 {
-		t.Fatalf("the backend got the message %d times, want once", n)
-	}
+	stopDrainsTheRunningJob(t, fileStore, func(string) {})
 }
 
-// A stop during a job longer than the drain hands the job back in the
-// file; the next start runs it and posts once.
 func TestAsyncFileStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
-	be, wh := newBackend(t), newWebhook(t)
-	release := be.holdCalls()
-	const drain = time.Second
-	gw := startInstance(t, "gateway", gatewaySite(be, fileStore, asyncBlock(wh, fmt.Sprintf("drain %v", drain))))
-	msg := dingtalktest.NewMsgID()
-
-	gw.mustAck(wh.callback(msg))
-	waitFor(t, "the backend to get the message", func() bool { return be.calls(msg) == 1 })
-	if took := gw.stop(drain + 5*time.Second); took < drain {
-		t.Fatalf("the gateway exited %v after SIGTERM, before the drain of %v", took, drain)
-	}
-	if n := gw.logged("dingtalk async job handed back"); n != 1 {
-		t.Fatalf("%d lines say the job was handed back, want 1", n)
-	}
-	if n := wh.posts("re:" + msg); n != 0 {
-		t.Fatalf("%d posts before the job could finish", n)
-	}
-
-	release()
-	gw.start()
-	waitFor(t, "the next start to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
-	quiet(t, gw, be, wh, msg, 1)
-	if n := be.calls(msg); n != 2 {
-		t.Fatalf("the backend got the message %d times, want 2", n)
-	}
+	stopHandsBackAJobLongerThanTheDrain(t, fileStore, func(string) {})
 }
