@@ -14,7 +14,7 @@ import (
 // after the comparison, so that one run gives every target of
 // BENCHMARKS.md: the handler's allocations, and parallel de-duplication
 // against serial.
-const goBenchmarks = `^Benchmark(ServeHTTPAccepted|MemoryClaim|MemoryClaimParallel|MemoryDuplicate|MemoryDuplicateParallel)$/^quiet$`
+const goBenchmarks = `^Benchmark(MemoryClaim|MemoryDuplicate)(Parallel)?$|^BenchmarkServeHTTPAccepted$/^quiet$`
 
 // goBenchCount is how many times each runs; ratios are the median of the
 // runs' ratios, each run's two benchmarks measured a second apart.
