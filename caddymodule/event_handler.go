@@ -117,22 +117,18 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 		h.Lease = caddy.Duration(defaultLease)
 	}
 
-	repl := caddy.NewReplacer()
 	var expanded [3]string
 	for i, field := range []struct{ name, value string }{{"token", h.Token}, {"aes_key", h.AESKey}, {"owner_key", h.OwnerKey}} {
-		value, err := repl.ReplaceOrErr(field.value, true, true)
+		value, err := expandSecret(field.value)
 		if err != nil {
-			return fmt.Errorf("dingtalk_event: the %s's placeholder cannot be expanded (is the variable or file there?)", field.name)
-		}
-		if value == "" {
-			return fmt.Errorf("dingtalk_event: %s is empty (an unset {env.*} variable?)", field.name)
+			return fmt.Errorf("%s: %v", field.name, err)
 		}
 		expanded[i] = value
 	}
 	var crypto *event.Crypto
 	crypto, err = event.New(expanded[0], expanded[1], expanded[2])
 	if err != nil {
-		return fmt.Errorf("dingtalk_event: %v", err) // names lengths, never the values
+		return err // names lengths, never the values
 	}
 	h.crypto = crypto
 
@@ -159,10 +155,10 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 // Validate checks the configuration for mistakes that provisioning cannot fix.
 func (h *EventHandler) Validate() error {
 	if h.MaxAge < 0 || h.MaxFuture < 0 || h.Lease < 0 {
-		return errors.New("dingtalk_event: max_age, max_future and lease must not be negative")
+		return errors.New("max_age, max_future and lease must not be negative")
 	}
 	if h.MaxBody < 0 || h.MaxBody > maxMaxBody {
-		return errors.New("dingtalk_event: max_body must be between 0 and 1GiB")
+		return errors.New("max_body must be between 0 and 1GiB")
 	}
 	return nil
 }

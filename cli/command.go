@@ -6,6 +6,7 @@ package cli
 import (
 	"os"
 	"os/signal"
+	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -80,10 +81,17 @@ func sendCommand() *cobra.Command {
 		Use:   "send --url URL --secret-env NAME|--secret S [--text T] [flags]",
 		Short: "Posts a signed callback to a gateway and prints the reply",
 		Example: `  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --text hello
-  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --group --webhook-listen 127.0.0.1:9999`,
+  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --group --webhook-listen 127.0.0.1:9999
+  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --msgtype picture --sender-staff-id ''
+  $ caddy dingtalk send --url http://localhost:8080/robot --secret-env DINGTALK_APP_SECRET --dry-run`,
 		Args:         cobra.NoArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for flag := range fieldFlags {
+				if f := cmd.Flags().Lookup(flag); f.Changed && f.Value.String() == "" {
+					opts.Cleared = append(opts.Cleared, flag)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			return runSend(ctx, opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -92,13 +100,19 @@ func sendCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&opts.URL, "url", "", "the gateway's callback URL, like http://localhost:8080/robot (required)")
 	secretFlags(f, &opts.Secret)
-	f.StringVar(&opts.Callback.Text, "text", "", `the message text (default "`+defaultSendText+`")`)
+	f.StringVar(&opts.Callback.MsgType, "msgtype", "", "the message type: "+strings.Join(sendMsgTypes, ", ")+`, each with a content as DingTalk sends it (default "text")`)
+	f.StringVar(&opts.Callback.Text, "text", "", `the text of a text message, a richText's text part, an audio's recognition (default "`+defaultSendText+`")`)
+	f.StringVar(&opts.Callback.DownloadCode, "download-code", "", "the media's downloadCode, for picture, richText, file, audio and video (default a fresh one)")
 	f.BoolVar(&opts.Callback.Group, "group", false, "send a group message (@mention stripped, as DingTalk does) instead of a one-to-one one")
-	f.StringVar(&opts.Callback.SenderNick, "sender-nick", "", `the sender's display name (default "Zhang San")`)
-	f.StringVar(&opts.Callback.SenderStaffID, "sender-staff-id", "", `the sender's staff id (default "user123")`)
-	f.StringVar(&opts.Callback.RobotCode, "robot-code", "", `the robot's code (default "dingrobot1")`)
+	f.StringVar(&opts.Callback.SenderNick, "sender-nick", "", `the sender's display name (default "Zhang San"; '' sends it empty)`)
+	f.StringVar(&opts.Callback.SenderStaffID, "sender-staff-id", "", `the sender's staff id (default "user123"; '' leaves it out, as for a user outside the organisation)`)
+	f.StringVar(&opts.Callback.RobotCode, "robot-code", "", `the robot's code (default "dingrobot1"; '' leaves it out)`)
 	f.StringVar(&opts.Callback.MsgID, "msg-id", "", "the msgId, to try de-duplication (default a fresh one)")
+	f.BoolVar(&opts.Admin, "admin", false, "the sender is an administrator of the organisation (isAdmin); most senders are not")
+	f.StringVar(&opts.Timestamp, "timestamp", "", "sign this timestamp, milliseconds since the epoch, instead of the time of sending")
 	f.StringVar(&opts.BodyFile, "body", "", "send this file instead of a built callback (still signed)")
+	f.BoolVar(&opts.PrintRequest, "print-body", false, "print the signed request (request line, headers, body) before sending it")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print the signed request and send nothing")
 	f.StringVar(&opts.WebhookListen, "webhook-listen", "", "run a fake sessionWebhook on this address, like 127.0.0.1:9999, and print what the gateway posts there")
 	f.DurationVar(&opts.Wait, "wait", 0, "with --webhook-listen: how long to wait for posts (default 30s)")
 	f.IntVar(&opts.Count, "count", 0, "with --webhook-listen: how many posts to wait for; with --openapi-listen: how many AI cards (default 1)")

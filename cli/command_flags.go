@@ -3,8 +3,12 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"time"
+
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 )
 
 // secretSource is where a `caddy dingtalk` command reads the robot's
@@ -45,4 +49,21 @@ func parseURLFlag(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("--url %q is not an absolute http(s) URL, like http://localhost:8080/robot", raw)
 	}
 	return u, nil
+}
+
+// checkTimestamp checks a --timestamp, which is signed as given: an error
+// for one that is not a count of milliseconds, a note on stderr for one that
+// a gateway with the default window rejects, saying why.
+func checkTimestamp(ts string, now time.Time, stderr io.Writer) error {
+	switch err := (dingtalk.Window{MaxAge: dingtalk.DefaultMaxAge, MaxFuture: dingtalk.DefaultMaxFuture}).Check(ts, now); {
+	case errors.Is(err, dingtalk.ErrMalformedTimestamp):
+		return fmt.Errorf("--timestamp %q is not a decimal count of milliseconds since the epoch, like 1577262236757", ts)
+	case errors.Is(err, dingtalk.ErrSecondsTimestamp):
+		fmt.Fprintf(stderr, "note: timestamp %s has 10 digits, like seconds since the epoch: DingTalk's are milliseconds (13 digits), and a gateway rejects it as expired\n", ts)
+	case errors.Is(err, dingtalk.ErrExpired):
+		fmt.Fprintf(stderr, "note: timestamp %s is more than %s old: a gateway with the default max_age rejects it\n", ts, shortDuration(dingtalk.DefaultMaxAge))
+	case errors.Is(err, dingtalk.ErrFuture):
+		fmt.Fprintf(stderr, "note: timestamp %s is more than %s ahead: a gateway with the default max_future rejects it\n", ts, shortDuration(dingtalk.DefaultMaxFuture))
+	}
+	return nil
 }

@@ -349,7 +349,7 @@ func TestSendErrors(t *testing.T) {
 		"empty reply": {
 			answer:     reply(http.StatusOK, "", ""),
 			opts:       sendOptions{Secret: secret},
-			wantErr:    `the reply is empty, not JSON: is --url the dingtalk route? (a gateway's "no reply" is {"msgtype":"empty"})`,
+			wantErr:    `the reply is empty, not JSON: Caddy answers so when no site answers the host of %s, or no route its path: use the dingtalk route's URL with the host of the site's address (a site http://localhost:8080 does not answer http://127.0.0.1:8080); a gateway's "no reply" is {"msgtype":"empty"}`,
 			wantStdout: "200 OK\n(empty body)\n",
 		},
 		"wrong secret": {
@@ -373,7 +373,31 @@ func TestSendErrors(t *testing.T) {
 		},
 		"body and text": {
 			opts:    sendOptions{URL: "http://" + dead, Secret: secret, BodyFile: "x.json", Callback: dingtalktest.Callback{Text: "hi"}},
-			wantErr: "--body sends the file as it is: --text, --group, --sender-nick, --sender-staff-id, --robot-code and --msg-id only shape a built callback",
+			wantErr: "--body sends the file as it is: --msgtype, --text, --group, --sender-nick, --sender-staff-id, --robot-code, --msg-id, --download-code and --admin only shape a built callback",
+		},
+		"body and admin": {
+			opts:    sendOptions{URL: "http://" + dead, Secret: secret, BodyFile: "x.json", Admin: true},
+			wantErr: "--body sends the file as it is: --msgtype, --text, --group, --sender-nick, --sender-staff-id, --robot-code, --msg-id, --download-code and --admin only shape a built callback",
+		},
+		"unknown msgtype": {
+			opts:    sendOptions{URL: "http://" + dead, Secret: secret, Callback: dingtalktest.Callback{MsgType: "sticker"}},
+			wantErr: `--msgtype "sticker" is not one of text, picture, richText, file, audio, video`,
+		},
+		"text of a picture": {
+			opts:    sendOptions{URL: "http://" + dead, Secret: secret, Callback: dingtalktest.Callback{MsgType: "picture", Text: "hi"}},
+			wantErr: "--text: a picture callback carries no text (text, richText and audio do)",
+		},
+		"backend down": {
+			answer:     reply(http.StatusBadGateway, "", ""),
+			opts:       sendOptions{Secret: secret},
+			wantErr:    "the gateway answered 502 Bad Gateway (the callback was genuine, but Caddy could not reach the backend: is it running, on the address reverse_proxy names? Caddy's log has the error)",
+			wantStdout: "502 Bad Gateway\n(empty body)\n",
+		},
+		"queue full": {
+			answer:     reply(http.StatusServiceUnavailable, "", ""),
+			opts:       sendOptions{Secret: secret},
+			wantErr:    "the gateway answered 503 Service Unavailable (the gateway cannot take it now: the async queue is full, or the store (Redis) is down with on_error closed; Caddy's log names the reason, and DingTalk would deliver it again later)",
+			wantStdout: "503 Service Unavailable\n(empty body)\n",
 		},
 		"missing body file": {
 			opts:    sendOptions{URL: "http://" + dead, Secret: secret, BodyFile: "/nonexistent/x.json"},

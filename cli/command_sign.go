@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -40,13 +39,8 @@ func runSign(opts signOptions, stdout, stderr io.Writer) error {
 	}
 	// The sign covers the header text as given, so a given timestamp is
 	// signed verbatim, not re-formatted; it only has to be a valid one.
-	switch err := (dingtalk.Window{MaxAge: dingtalk.DefaultMaxAge, MaxFuture: dingtalk.DefaultMaxFuture}).Check(ts, now); {
-	case errors.Is(err, dingtalk.ErrMalformedTimestamp):
-		return fmt.Errorf("--timestamp %q is not a decimal count of milliseconds since the epoch, like 1577262236757", ts)
-	case errors.Is(err, dingtalk.ErrExpired):
-		fmt.Fprintf(stderr, "note: timestamp %s is more than %s old: a gateway with the default max_age rejects it\n", ts, shortDuration(dingtalk.DefaultMaxAge))
-	case errors.Is(err, dingtalk.ErrFuture):
-		fmt.Fprintf(stderr, "note: timestamp %s is more than %s ahead: a gateway with the default max_future rejects it\n", ts, shortDuration(dingtalk.DefaultMaxFuture))
+	if err := checkTimestamp(ts, now, stderr); err != nil {
+		return err
 	}
 
 	sign := dingtalk.Sign(secret, ts)
