@@ -214,6 +214,27 @@ func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 	return int64(n), nil
 }
 
+// eachSubdirectiveOnce reads the block of a directive whose name was just
+// read: no argument, then each subdirective, marked in seen (which the
+// caller may consult, in parse too) and handed to parse. A subdirective
+// given twice is an error.
+func eachSubdirectiveOnce(d *caddyfile.Dispenser, seen map[string]bool, parse func(sub string) error) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s is given twice", sub)
+		}
+		seen[sub] = true
+		if err := parse(sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // singleArg reads exactly one argument.
 func singleArg(d *caddyfile.Dispenser) (string, error) {
 	if !d.NextArg() {

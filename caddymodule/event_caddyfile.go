@@ -38,17 +38,8 @@ func parseEventHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHan
 // subdirectives are errors.
 func (h *EventHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
-		}
-		seen[sub] = true
-		var err error
+	err := eachSubdirectiveOnce(d, seen, func(sub string) (err error) {
 		switch sub {
 		case "token":
 			h.Token, err = secretArg(d)
@@ -71,9 +62,10 @@ func (h *EventHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	for _, required := range []string{"token", "aes_key", "owner_key"} {
 		if !seen[required] {

@@ -101,16 +101,7 @@ func (ref *RobotRef) cleanup() {
 // know). Unknown and repeated subdirectives are errors.
 func (ref *RobotRef) unmarshalRobotBlock(d *caddyfile.Dispenser, own func(sub string) (bool, error)) error {
 	directive := d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
-		}
-		seen[sub] = true
+	return eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) error {
 		known, err := ref.unmarshalRobot(d, sub)
 		if !known {
 			known, err = own(sub)
@@ -118,11 +109,8 @@ func (ref *RobotRef) unmarshalRobotBlock(d *caddyfile.Dispenser, own func(sub st
 		if !known {
 			return d.Errf("unrecognized %s subdirective %q", directive, sub)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // unmarshalRobot parses one of RobotRef's subdirectives, if sub is one, and

@@ -169,17 +169,7 @@ var (
 // directory. Unknown and repeated subdirectives are errors.
 func (s *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the backend's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
-		}
-		seen[sub] = true
-		var err error
+	return eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
 		switch sub {
 		case "path":
 			s.Path, err = singleArg(d)
@@ -188,11 +178,8 @@ func (s *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized file store subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // Interface guard

@@ -20,20 +20,11 @@ import (
 // Unknown and repeated subdirectives are errors, and so are address and url together.
 func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the backend's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("%s is given twice", sub)
-		}
-		seen[sub] = true
+	err := eachSubdirectiveOnce(d, seen, func(sub string) (err error) {
 		if seen["address"] && seen["url"] {
 			return d.Err("give either address or url, not both")
 		}
-		var err error
 		switch sub {
 		case "address":
 			s.Address, err = singleArg(d)
@@ -59,9 +50,10 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized redis store subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if !seen["address"] && !seen["url"] {
 		return d.Err("the redis store needs an address or a url")
