@@ -162,19 +162,36 @@ func readLogRecord(v []byte) (logRecord, bool) {
 // once the change is committed; without, once the writer has it, and the
 // writer logs an error that the change meets.
 func (f *fileDB) log(kind byte, key string, token Token, expires time.Time, wait bool) error {
-	// One allocation for the sequence number the writer gives it, and the
-	// record: bbolt keeps both until the transaction is committed.
+	w := &fileWrite{record: newLogRecord(kind, key, token, expires)}
+	if wait {
+		w.done = make(chan error, 1)
+	}
+	return f.submit(w)
+}
+
+// newLogRecord encodes a change of the claims, its first 8 bytes left for
+// its sequence number: one allocation for both, which bbolt keeps until
+// the transaction is committed.
+func newLogRecord(kind byte, key string, token Token, expires time.Time) []byte {
 	buf := make([]byte, 8+logHeader+len(key))
 	rec := buf[8:]
 	rec[0] = kind
 	binary.BigEndian.PutUint64(rec[1:], uint64(expires.UnixNano()))
 	copy(rec[9:], token[:])
 	copy(rec[logHeader:], key)
-	w := &fileWrite{record: buf}
-	if wait {
-		w.done = make(chan error, 1)
+	return buf
+}
+
+// appendLog appends record (from newLogRecord) to the log in tx.
+func appendLog(tx *bolt.Tx, record []byte) error {
+	log := tx.Bucket(logBucket)
+	log.FillPercent = 1 // only ever appended to: fill its pages
+	seq, err := log.NextSequence()
+	if err != nil {
+		return err
 	}
-	return f.submit(w)
+	binary.BigEndian.PutUint64(record, seq)
+	return log.Put(record[:8], record[8:])
 }
 
 // fileWrite is one write waiting for its transaction: a log record (its
@@ -283,14 +300,7 @@ func (w *fileWrite) apply(tx *bolt.Tx) error {
 	if w.fn != nil {
 		return w.fn(tx)
 	}
-	log := tx.Bucket(logBucket)
-	log.FillPercent = 1 // only ever appended to: fill its pages
-	seq, err := log.NextSequence()
-	if err != nil {
-		return err
-	}
-	binary.BigEndian.PutUint64(w.record, seq)
-	return log.Put(w.record[:8], w.record[8:])
+	return appendLog(tx, w.record)
 }
 
 // How the log is kept short: every fileSweepInterval, the sweeper deletes
