@@ -100,6 +100,7 @@ func quiet(t *testing.T, gw *instance, be *backend, wh webhook, msgID string, wa
 }
 
 func TestSyncRedisKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	_, _, msg := killedSyncHolderLetsTheRedeliveryThrough(t, redisStore(srv))
 	inspect(t, srv).answered(msg)
@@ -152,6 +153,7 @@ func killedSyncHolderLetsTheRedeliveryThrough(t *testing.T, store string) (*inst
 }
 
 func TestAsyncRedisKilledJobIsResumedAfterRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	_, _, _, msg := killedJobIsResumedAfterRestart(t, redisStore(srv))
 	r := inspect(t, srv)
@@ -195,6 +197,7 @@ func killedJobIsResumedAfterRestart(t *testing.T, store string) (*instance, *bac
 }
 
 func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
+	t.Parallel()
 	killedJobIsTakenOverByTheOtherInstance(t, redistest.Start(t))
 }
 
@@ -208,6 +211,7 @@ func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
 // renewed with the job or not at all: the survivor takes the job over and
 // posts the answer once, and the holder leaves it.
 func TestAsyncRedisHolderThatCannotRenewItsJobLeavesIt(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	r := inspect(t, srv)
 	if err := r.c.Do(background, "ACL", "SETUSER", "one", "on", ">pw", "~*", "+@all").Err(); err != nil {
@@ -283,6 +287,7 @@ func killedJobIsTakenOverByTheOtherInstance(t *testing.T, srv *redistest.Server)
 }
 
 func TestAsyncRedisStopDrainsTheRunningJob(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	r := inspect(t, srv)
 	stopDrainsTheRunningJob(t, redisStore(srv), func(msg string) {
@@ -322,6 +327,7 @@ func stopDrainsTheRunningJob(t *testing.T, store string, stopped func(msg string
 }
 
 func TestAsyncRedisStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	r := inspect(t, srv)
 	msg := stopHandsBackAJobLongerThanTheDrain(t, redisStore(srv), r.notClaimed)
@@ -365,6 +371,7 @@ func stopHandsBackAJobLongerThanTheDrain(t *testing.T, store string, stopped fun
 }
 
 func TestAsyncMemoryStopPostsTheFallbackForAJobLongerThanTheDrain(t *testing.T) {
+	t.Parallel()
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
 	defer release()
@@ -390,6 +397,7 @@ func TestAsyncMemoryStopPostsTheFallbackForAJobLongerThanTheDrain(t *testing.T) 
 }
 
 func TestAsyncRedisRestartedDuringJobs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
@@ -417,6 +425,7 @@ func TestAsyncRedisRestartedDuringJobs(t *testing.T) {
 }
 
 func TestAsyncPoisonJobIsGivenUpAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
