@@ -119,7 +119,7 @@ func (s *RedisStore) jobKeys(id, key string) []string {
 func (s *RedisStore) RecordJob(ctx context.Context, key string, job StoredJob, token Token, _ time.Time, lease, retain time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	held, err := recordJobScript.Run(ctx, s.client, s.jobKeys(job.ID, key), job.Payload, token.String(), redisMillis(lease), redisMillis(retain), job.ID).Int()
+	held, err := recordJobScript.Run(ctx, s.ops, s.jobKeys(job.ID, key), job.Payload, token.String(), redisMillis(lease), redisMillis(retain), job.ID).Int()
 	if err != nil {
 		return false, fmt.Errorf("redis store: record job: %w", err)
 	}
@@ -130,7 +130,7 @@ func (s *RedisStore) RecordJob(ctx context.Context, key string, job StoredJob, t
 func (s *RedisStore) KeepJob(ctx context.Context, id, key string, token Token, _ time.Time, lease time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	held, err := keepJobScript.Run(ctx, s.client, s.jobKeys(id, key), token.String(), redisMillis(lease), id).Int()
+	held, err := keepJobScript.Run(ctx, s.ops, s.jobKeys(id, key), token.String(), redisMillis(lease), id).Int()
 	if err != nil {
 		return false, fmt.Errorf("redis store: keep job: %w", err)
 	}
@@ -142,7 +142,7 @@ func (s *RedisStore) TakeJobs(ctx context.Context, token Token, _ time.Time, lea
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	keys := s.jobKeys("", "")
-	reply, err := takeJobsScript.Run(ctx, s.client, keys[1:], token.String(), redisMillis(lease), n, keys[0]).Slice()
+	reply, err := takeJobsScript.Run(ctx, s.ops, keys[1:], token.String(), redisMillis(lease), n, keys[0]).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("redis store: take jobs: %w", err)
 	}
@@ -163,7 +163,7 @@ func (s *RedisStore) FinishJob(ctx context.Context, id, key string, token Token,
 	if ttl > 0 {
 		ttl = max(ttl, time.Millisecond)
 	}
-	if err := finishJobScript.Run(ctx, s.client, s.jobKeys(id, key), token.String(), id, ttl.Milliseconds()).Err(); err != nil {
+	if err := finishJobScript.Run(ctx, s.ops, s.jobKeys(id, key), token.String(), id, ttl.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("redis store: finish job: %w", err)
 	}
 	return nil
@@ -173,7 +173,7 @@ func (s *RedisStore) FinishJob(ctx context.Context, id, key string, token Token,
 func (s *RedisStore) HandBackJob(ctx context.Context, id string, token Token) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := handBackJobScript.Run(ctx, s.client, s.jobKeys(id, ""), token.String(), id).Err(); err != nil {
+	if err := handBackJobScript.Run(ctx, s.ops, s.jobKeys(id, ""), token.String(), id).Err(); err != nil {
 		return fmt.Errorf("redis store: hand back job: %w", err)
 	}
 	return nil
