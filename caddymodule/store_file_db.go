@@ -29,9 +29,10 @@ import (
 // One writer commits every write handed to it meanwhile in one
 // transaction, and the sweeper deletes the log's head once it expired.
 type fileDB struct {
-	db     *bolt.DB
-	table  *memoryTable
-	logger *zap.Logger
+	db         *bolt.DB
+	table      *memoryTable
+	maxEntries int // the table's bound
+	logger     *zap.Logger
 
 	mu     sync.RWMutex // held to hand a write over; taken to stop taking them
 	closed bool
@@ -54,7 +55,7 @@ var (
 // a power loss without fsync can leave) is set aside, named in an ERROR
 // line, and replaced by an empty one: as a restart with the memory store
 // would, rather than a gateway that does not start.
-func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
+func openFileDB(path string, fsync bool, maxEntries int, logger *zap.Logger) (*fileDB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("file store: %v", err)
 	}
@@ -85,12 +86,13 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f := &fileDB{
-		db:      db,
-		table:   newMemoryTable(defaultMaxEntries),
-		logger:  logger,
-		writes:  make(chan *fileWrite, maxFileBatch),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		db:         db,
+		table:      newMemoryTable(maxEntries),
+		maxEntries: maxEntries,
+		logger:     logger,
+		writes:     make(chan *fileWrite, maxFileBatch),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	if err := f.load(); err != nil {
 		db.Close()
