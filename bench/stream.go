@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,7 +49,7 @@ func runStream(env environment) error {
 			webhook_hosts %s
 		}
 	}`, fake.URL, streamClientID, secret, hook.addr)
-	p, err := startCaddyWith(env.bin, env.dir, "stream", global, route(dingtalkHandler(""), streamRouteReply), env.cpus, false)
+	p, err := startCaddyWith(env.bin, env.dir, "stream", global, route(dingtalkHandler(""), streamRouteReply), env.cpus, env.o.profile != "")
 	if err != nil {
 		return err
 	}
@@ -73,7 +75,14 @@ func runStream(env environment) error {
 		rates := map[string]float64{}
 		for i := range modes {
 			m := modes[(i+round)%len(modes)]
-			d := drivePeriod(env, m.send)
+			profiling := ""
+			if env.o.profile != "" && round == env.o.rounds-1 {
+				profiling = "stream-" + m.name
+			}
+			d, err := drivePeriod(env, p, profiling, m.send)
+			if err != nil {
+				return err
+			}
 			if err := env.ctx.Err(); err != nil {
 				return fmt.Errorf("stopped: %v", err)
 			}
@@ -91,19 +100,21 @@ func runStream(env environment) error {
 		return fmt.Errorf("the sessionWebhook got %d posts that answer no message sent", hook.wrong.Load())
 	}
 	fmt.Println()
-	fmt.Println("| way | messages/s (median of rounds) | latency p50 | latency p99 |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| way | messages/s (median of rounds) | latency p50 | latency p99 | Caddy CPU-ms per message | harness CPU-ms per message |")
+	fmt.Println("|---|---|---|---|---|---|")
 	lat := map[string][2]time.Duration{}
 	for _, m := range modes {
-		var rates []float64
+		var rates, cpu, harness []float64
 		var all []time.Duration
 		for _, d := range results[m.name] {
 			rates = append(rates, d.rate())
+			cpu = append(cpu, 1000*d.caddyCPU/float64(d.ok))
+			harness = append(harness, 1000*d.harnessCPU/float64(d.ok))
 			all = append(all, d.latencies...)
 		}
 		slices.Sort(all)
 		lat[m.name] = [2]time.Duration{percentile(all, 50), percentile(all, 99)}
-		fmt.Printf("| %s | %.0f | %s | %s |\n", m.name, median(rates), lat[m.name][0], lat[m.name][1])
+		fmt.Printf("| %s | %.0f | %s | %s | %.3f | %.3f |\n", m.name, median(rates), lat[m.name][0], lat[m.name][1], median(cpu), median(harness))
 	}
 	fmt.Printf("\nStream/HTTP messages per second: %.2f (median of the rounds' ratios; target >= 0.8)\n", median(ratios))
 	fmt.Printf("added latency: %s at the median, %s at p99\n",
@@ -125,13 +136,17 @@ type drive struct {
 	firstErr   error
 	elapsed    time.Duration
 	latencies  []time.Duration
+	caddyCPU   float64 // seconds of Caddy's CPU time in the measured period
+	harnessCPU float64 // and of the harness's (the load, the fake Stream server and sessionWebhook)
 }
 
 func (d drive) rate() float64 { return float64(d.ok) / d.elapsed.Seconds() }
 
 // drivePeriod keeps conns messages in flight for the warm-up and the
-// measured period, and reports the measured one.
-func drivePeriod(env environment, send func(id string) error) drive {
+// measured period, and reports the measured one, with Caddy's CPU time
+// (p's) in it; with profiling, it saves a CPU profile of that period under
+// that name.
+func drivePeriod(env environment, p *caddyProc, profiling string, send func(id string) error) (drive, error) {
 	var measuring, stopping atomic.Bool
 	var mu sync.Mutex
 	var d drive
@@ -169,13 +184,22 @@ func drivePeriod(env environment, send func(id string) error) drive {
 		}()
 	}
 	sleep(env.ctx, env.o.warmup)
+	waitProfile := func() error { return nil }
+	if profiling != "" {
+		waitProfile = profile(p, "cpu", env.o.duration, env.o.profile, profiling)
+	}
+	cpuBefore, cpuErr := cpuSeconds(p.Pid())
+	harnessBefore, harnessErr := cpuSeconds(os.Getpid())
 	measuring.Store(true)
 	start := time.Now()
 	sleep(env.ctx, env.o.duration)
 	stopping.Store(true)
 	d.elapsed = time.Since(start)
+	cpuAfter, err := cpuSeconds(p.Pid())
+	harnessAfter, harnessErr2 := cpuSeconds(os.Getpid())
 	wg.Wait()
-	return d
+	d.caddyCPU, d.harnessCPU = cpuAfter-cpuBefore, harnessAfter-harnessBefore
+	return d, errors.Join(cpuErr, harnessErr, err, harnessErr2, waitProfile())
 }
 
 // message is the harness's group text message with msgId id, answered
