@@ -339,3 +339,52 @@ func TestStreamSendsTheSameSignedRequestInProcessAndOverHTTP(t *testing.T) {
 		t.Errorf("want one delivery in-process and one over HTTP:\n%s", logs)
 	}
 }
+
+func TestStreamEchoesPingAndReconnectsAfterDisconnectWithANewTicket(t *testing.T) {
+	s := startStreamed(t, "", `dingtalk_reply text "echo {http.dingtalk.text}"`)
+	ctx := streamContext(t)
+	ping, err := s.fake.Ping(ctx, "opaque-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack := s.ack(t, ping); ack.Code != 200 || ack.Data != `{"opaque":"opaque-42"}` {
+		t.Errorf("ping ack %+v", ack)
+	}
+	if err := s.fake.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	first := s.fake.Tickets()
+	before, _ := scrape(t, s.URL+"/metrics")
+
+	bye, err := s.fake.Disconnect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack := s.ack(t, bye); ack.Code != 200 {
+		t.Errorf("disconnect ack %+v", ack)
+	}
+	if err := s.fake.Wait(ctx, func() bool { return s.fake.Accepted() == 2 && s.fake.Connected() == 1 }); err != nil {
+		t.Fatalf("after a disconnect: %d sockets in all, %d now; want 2 and 1", s.fake.Accepted(), s.fake.Connected())
+	}
+	second := s.fake.Tickets()
+	if opens := s.fake.Opens(); len(opens) != 2 || opens[1].Ticket != second[0] || first[0] == second[0] {
+		t.Errorf("tickets %v then %v, %d opens: want a new open and its new ticket", first, second, len(opens))
+	}
+
+	// The next message arrives on the new socket and is answered once; the
+	// control message behind it shows a second answer would have been seen.
+	s.push(t, s.message("after the disconnect"))
+	waitFor(t, "the answer", func() bool { return s.webhook.Count() == 1 })
+	s.push(t, s.message("control"))
+	waitFor(t, "the control's answer", func() bool { return s.webhook.Count() == 2 })
+	if posts := strings.Join(s.posts(), "\n"); strings.Count(posts, "echo after the disconnect") != 1 {
+		t.Errorf("posts to the sessionWebhook:\n%s", posts)
+	}
+	after, _ := scrape(t, s.URL+"/metrics")
+	if got := after[`caddy_dingtalk_stream_reconnects_total{robot="support"}`] - before[`caddy_dingtalk_stream_reconnects_total{robot="support"}`]; got != 1 {
+		t.Errorf("reconnects went up by %v, want 1", got)
+	}
+	if !strings.Contains(s.logs(), "dingtalk stream disconnected on DingTalk's request; reconnecting") {
+		t.Errorf("the disconnect is not logged:\n%s", s.logs())
+	}
+}
