@@ -49,7 +49,17 @@ func runStream(env environment) error {
 			webhook_hosts %s
 		}
 	}`, fake.URL, streamClientID, secret, hook.addr)
-	p, err := startCaddyWith(env.bin, env.dir, "stream", global, route(dingtalkHandler(""), streamRouteReply), env.cpus, env.o.profile != "")
+	// /robot-async is the same route in the relay's async mode: like the
+	// bridge, it answers through the sessionWebhook.
+	site := route(dingtalkHandler(""), streamRouteReply) + fmt.Sprintf(`
+	route /robot-async {
+		%s
+		%s
+	}`, dingtalkHandler(fmt.Sprintf(`
+			async {
+				webhook_hosts %s
+			}`, hook.addr)), streamRouteReply)
+	p, err := startCaddyWith(env.bin, env.dir, "stream", global, site, env.cpus, env.o.profile != "")
 	if err != nil {
 		return err
 	}
@@ -65,11 +75,12 @@ func runStream(env environment) error {
 	modes := []streamMode{
 		{name: "HTTP", send: func(id string) error { return sendHTTP(client, p.Addr, id, hook) }},
 		{name: "Stream", send: func(id string) error { return sendStream(env.ctx, fake, id, hook) }},
+		{name: "HTTP-async", send: func(id string) error { return sendHTTPAsync(client, p.Addr, id, hook) }},
 	}
 	fmt.Printf("%d rounds; in each, both ways get %v of warm-up and %v measured, alternating; %d messages in flight\n",
 		env.o.rounds, env.o.warmup, env.o.duration, env.o.conns)
 	results := map[string][]drive{}
-	var ratios []float64
+	var ratios, asyncRatios []float64
 	for round := range env.o.rounds {
 		line := fmt.Sprintf("round %2d:", round+1)
 		rates := map[string]float64{}
@@ -94,6 +105,7 @@ func runStream(env environment) error {
 			line += fmt.Sprintf("  %s %6.0f", m.name, d.rate())
 		}
 		ratios = append(ratios, rates["Stream"]/rates["HTTP"])
+		asyncRatios = append(asyncRatios, rates["Stream"]/rates["HTTP-async"])
 		fmt.Println(line, " msg/s")
 	}
 	if hook.wrong.Load() > 0 {
@@ -119,6 +131,7 @@ func runStream(env environment) error {
 	fmt.Printf("\nStream/HTTP messages per second: %.2f (median of the rounds' ratios; target >= 0.8)\n", median(ratios))
 	fmt.Printf("added latency: %s at the median, %s at p99\n",
 		lat["Stream"][0]-lat["HTTP"][0], lat["Stream"][1]-lat["HTTP"][1])
+	fmt.Printf("Stream/HTTP-async messages per second: %.2f (both answer through the sessionWebhook)\n", median(asyncRatios))
 	fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	return nil
 }
@@ -238,6 +251,41 @@ func sendStream(ctx context.Context, fake *dingtalktest.StreamServer, id string,
 		hook.forget(id)
 		return err
 	}
+	return waitAnswer(answered, hook, id)
+}
+
+// sendHTTPAsync posts the message signed to the async route, checks its
+// empty answer, and waits for the answer at the hook.
+func sendHTTPAsync(client *http.Client, addr, id string, hook *answerHook) error {
+	answered := hook.expect(id)
+	err := func() error {
+		req, err := dingtalktest.NewRequest("http://"+addr+"/robot-async", secret, message(id, hook), time.Now())
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || string(bytes.TrimSpace(body)) != emptyReply {
+			return fmt.Errorf("HTTP %d %s for %s", resp.StatusCode, body, id)
+		}
+		return nil
+	}()
+	if err != nil {
+		hook.forget(id)
+		return err
+	}
+	return waitAnswer(answered, hook, id)
+}
+
+// waitAnswer waits for the answer to id at the hook.
+func waitAnswer(answered <-chan struct{}, hook *answerHook, id string) error {
 	select {
 	case <-answered:
 		return nil
