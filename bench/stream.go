@@ -77,7 +77,7 @@ func runStream(env environment) error {
 		{name: "Stream", send: func(id string) error { return sendStream(env.ctx, fake, id, hook) }},
 		{name: "HTTP-async", send: func(id string) error { return sendHTTPAsync(client, p.Addr, id, hook) }},
 	}
-	fmt.Printf("%d rounds; in each, both ways get %v of warm-up and %v measured, alternating; %d messages in flight\n",
+	fmt.Printf("%d rounds; in each, every way gets %v of warm-up and %v measured, in turn; %d messages in flight\n",
 		env.o.rounds, env.o.warmup, env.o.duration, env.o.conns)
 	results := map[string][]drive{}
 	var ratios, asyncRatios []float64
