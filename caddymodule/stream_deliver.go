@@ -139,7 +139,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 		return
 	}
 
-	stopRenewing := held.renew(ctx, r.claims.lease)
+	stopRenewing := held.renew(&r.claims.leases, r.claims.lease)
 	answer, err := r.postMessage(ctx, body)
 	var reply []byte
 	if err == nil {
@@ -148,7 +148,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	r.metrics.delivered(topicMessage, time.Since(start))
 	if err != nil {
 		stopRenewing()
-		held.settle(ctx, false)
+		held.settle(false)
 		r.metrics.frame(topicMessage, frameFailed)
 		logger.Error("dingtalk stream message not delivered", zap.String("deliver_to", r.deliverTo), zap.Error(err))
 		return
@@ -159,7 +159,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 		posted, answered = r.postReply(ctx, msg, reply, logger)
 	}
 	stopRenewing()
-	held.settle(ctx, answered)
+	held.settle(answered)
 	r.metrics.frame(topicMessage, frameDelivered)
 	logger.Info("dingtalk stream message delivered", zap.Int("status", answer.status),
 		zap.String("webhook_result", posted), zap.Duration("duration", time.Since(start)))
@@ -221,7 +221,7 @@ func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string,
 		var c claim
 		ok, err := r.claims.claimKey(ctx, key[0], key[1], now, &c)
 		if err != nil || !ok {
-			held.settle(ctx, false)
+			held.settle(false)
 			return nil, err
 		}
 		held = append(held, c)
@@ -231,24 +231,25 @@ func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string,
 
 // renew keeps the claims' leases alive while the message is delivered,
 // until stop: a process that dies lets go of them within the lease.
-func (cs messageClaims) renew(ctx context.Context, lease time.Duration) (stop func()) {
-	renewal := renewEvery(lease, func() {
+func (cs messageClaims) renew(leases *leaseRenewer, lease time.Duration) (stop func()) {
+	held := new(renewedLease)
+	leases.hold(held, renewFunc(func() {
 		for i := range cs {
-			cs[i].renew(ctx)
+			cs[i].renew()
 		}
-	})
-	return renewal.stop
+	}), lease)
+	return held.stop
 }
 
 // settle keeps the claims for the dedupe TTL when the message was
 // answered, and releases them otherwise, so that a redelivery can try
 // again.
-func (cs messageClaims) settle(ctx context.Context, answered bool) {
+func (cs messageClaims) settle(answered bool) {
 	for i := range cs {
 		if answered {
-			cs[i].done(ctx)
+			cs[i].done()
 		} else {
-			cs[i].release(ctx)
+			cs[i].release()
 		}
 	}
 }
