@@ -224,10 +224,13 @@ func (w *statusWriter) WriteHeader(status int) {
 	w.ResponseWriterWrapper.WriteHeader(status)
 }
 
-// writeJSON answers with a DingTalk message body.
+// writeJSON answers with a DingTalk message body. The two headers' values
+// share one array, where Header.Set would allocate one for each (the names
+// are canonical already). Benchmark: BenchmarkReplyText.
 func writeJSON(w http.ResponseWriter, status int, body []byte) error {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	values := &[2]string{"application/json; charset=utf-8", strconv.Itoa(len(body))}
+	h := w.Header()
+	h["Content-Type"], h["Content-Length"] = values[0:1:1], values[1:2:2]
 	w.WriteHeader(status)
 	_, err := w.Write(body)
 	return err
