@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -57,20 +58,9 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 // Unknown and repeated subdirectives are errors; only bot may repeat.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	seen := map[string]bool{}
 	shorthandAppKey := ""
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if sub != "bot" {
-			if seen[sub] {
-				return d.Errf("%s is given twice", sub)
-			}
-			seen[sub] = true
-		}
-		var err error
+	err := eachSubdirectiveOnce(d, seen, func(sub string) (err error) {
 		switch sub {
 		case "secret":
 			var secret string
@@ -116,11 +106,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "async":
 			err = h.unmarshalAsync(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", sub)
+			err = d.Errf("unrecognized subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}, "bot")
+	if err != nil {
+		return err
 	}
 	if len(h.Bots) == 0 {
 		return d.Err("dingtalk needs at least one secret: `secret <appSecret>` or `bot <name> <appSecret>`")
@@ -145,29 +136,19 @@ func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) error {
 		return d.Err("bot needs a name and a secret: bot <name> <appSecret>")
 	}
 	b := Bot{Name: args[0], Secret: args[1]}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+	err := eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
+		switch sub {
 		case "robot_code":
-			if b.RobotCode != "" {
-				return d.Err("robot_code is given twice")
-			}
-			code, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			b.RobotCode = code
+			b.RobotCode, err = singleArg(d)
 		case "app_key":
-			if b.AppKey != "" {
-				return d.Err("app_key is given twice")
-			}
-			key, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			b.AppKey = key
+			b.AppKey, err = singleArg(d)
 		default:
-			return d.Errf("unrecognized bot subdirective %q", d.Val())
+			err = d.Errf("unrecognized bot subdirective %q", sub)
 		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	for _, other := range h.Bots {
 		if other.Name == b.Name {
@@ -214,17 +195,17 @@ func sizeArg(d *caddyfile.Dispenser) (int64, error) {
 	return int64(n), nil
 }
 
-// eachSubdirectiveOnce reads the block of a directive whose name was just
-// read: no argument, then each subdirective, marked in seen (which the
-// caller may consult, in parse too) and handed to parse. A subdirective
-// given twice is an error.
-func eachSubdirectiveOnce(d *caddyfile.Dispenser, seen map[string]bool, parse func(sub string) error) error {
+// eachSubdirectiveOnce reads the block of a directive whose arguments were
+// just read: no further argument, then each subdirective, marked in seen
+// (which the caller may consult, in parse too) and handed to parse. A
+// subdirective given twice is an error, except those in mayRepeat.
+func eachSubdirectiveOnce(d *caddyfile.Dispenser, seen map[string]bool, parse func(sub string) error, mayRepeat ...string) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if seen[sub] {
+		if seen[sub] && !slices.Contains(mayRepeat, sub) {
 			return d.Errf("%s is given twice", sub)
 		}
 		seen[sub] = true

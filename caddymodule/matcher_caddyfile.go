@@ -28,18 +28,17 @@ func (m *MatchDingTalk) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			return d.Err("the dingtalk matcher takes its conditions in a block")
 		}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			key := d.Val()
-			if seen[key] {
-				return d.Errf("%s is given twice", key)
-			}
-			seen[key] = true
+		err := eachSubdirectiveOnce(d, seen, func(key string) error {
 			if err := m.set(key, d.RemainingArgs(), name); err != nil {
 				return d.Err(err.Error())
 			}
 			if d.NextBlock(d.Nesting()) {
 				return d.Errf("%s takes no block", key)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -21,18 +21,8 @@ import (
 //	    card { ... }    (relay_card_caddyfile.go)
 //	}
 func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	a := new(Async)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("async: %s is given twice", sub)
-		}
-		seen[sub] = true
-		var err error
+	err := eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
 		switch sub {
 		case "timeout":
 			err = durationArg(d, &a.Timeout)
@@ -48,9 +38,8 @@ func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 				a.WebhookRetries = &n
 			}
 		case "webhook_hosts":
-			a.WebhookHosts = d.RemainingArgs()
-			if len(a.WebhookHosts) == 0 {
-				return d.ArgErr()
+			if a.WebhookHosts = d.RemainingArgs(); len(a.WebhookHosts) == 0 {
+				err = d.ArgErr()
 			}
 		case "fallback_text":
 			a.FallbackText, err = singleArg(d)
@@ -61,14 +50,12 @@ func (h *Handler) unmarshalAsync(d *caddyfile.Dispenser) error {
 		case "card":
 			a.Card, err = unmarshalCard(d)
 		default:
-			return d.Errf("unrecognized async subdirective %q", sub)
+			err = d.Errf("unrecognized async subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
-	}
+		return err
+	})
 	h.Async = a
-	return nil
+	return err
 }
 
 // countArg reads the current subdirective's one whole number, at least least.

@@ -17,18 +17,8 @@ import (
 //
 // `card` alone takes every default.
 func unmarshalCard(d *caddyfile.Dispenser) (*AsyncCard, error) {
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
 	c := new(AsyncCard)
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return nil, d.Errf("card: %s is given twice", sub)
-		}
-		seen[sub] = true
-		var err error
+	err := eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
 		switch sub {
 		case "template":
 			c.Template, err = singleArg(d)
@@ -40,19 +30,14 @@ func unmarshalCard(d *caddyfile.Dispenser) (*AsyncCard, error) {
 			c.MaxChars, err = countArg(d, 1)
 		case "overflow":
 			if c.Overflow, err = singleArg(d); err == nil && c.Overflow != overflowCard && c.Overflow != overflowMessages {
-				return nil, d.Errf("card: overflow must be %q or %q, not %q", overflowCard, overflowMessages, c.Overflow)
+				err = d.Errf("card: overflow must be %q or %q, not %q", overflowCard, overflowMessages, c.Overflow)
 			}
 		case "always":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			c.Always = true
+			c.Always, err = true, noArgs(d)
 		default:
-			return nil, d.Errf("unrecognized card subdirective %q", sub)
+			err = d.Errf("unrecognized card subdirective %q", sub)
 		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
+		return err
+	})
+	return c, err
 }

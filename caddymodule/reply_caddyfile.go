@@ -58,15 +58,7 @@ func (rh *Reply) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"and `markdown <title> <text>`, other fields go in a block", rh.Type)
 		}
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if sub != "button" && sub != "link" {
-			if seen[sub] {
-				return d.Errf("%s is given twice", sub)
-			}
-			seen[sub] = true
-		}
-		var err error
+	err := eachSubdirectiveOnce(d, seen, func(sub string) (err error) {
 		switch sub {
 		case "type":
 			rh.Type, err = singleArg(d)
@@ -95,11 +87,12 @@ func (rh *Reply) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "at_all":
 			rh.AtAll, err = true, noArgs(d)
 		default:
-			return d.Errf("unrecognized subdirective %q", sub)
+			err = d.Errf("unrecognized subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}, "button", "link")
+	if err != nil {
+		return err
 	}
 	if rh.Type == "" {
 		return d.Err("dingtalk_reply needs a type: dingtalk_reply text <content>, or `type` in its block")

@@ -45,19 +45,7 @@ func parseStreamGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) 
 // Unknown and repeated subdirectives are errors; only robot may repeat.
 func (a *StreamApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if sub != "robot" {
-			if seen[sub] {
-				return d.Errf("%s is given twice", sub)
-			}
-			seen[sub] = true
-		}
-		var err error
+	err := eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
 		switch sub {
 		case "api_base":
 			a.APIBase, err = singleArg(d)
@@ -66,11 +54,12 @@ func (a *StreamApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "robot":
 			err = a.unmarshalRobot(d)
 		default:
-			return d.Errf("unrecognized dingtalk_stream subdirective %q", sub)
+			err = d.Errf("unrecognized dingtalk_stream subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}, "robot")
+	if err != nil {
+		return err
 	}
 	if len(a.Robots) == 0 {
 		return d.Err("dingtalk_stream needs at least one robot")
@@ -92,14 +81,7 @@ func (a *StreamApp) unmarshalRobot(d *caddyfile.Dispenser) error {
 			return d.Errf("robot %q is configured twice", r.Name)
 		}
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("robot %q: %s is given twice", r.Name, sub)
-		}
-		seen[sub] = true
-		var err error
+	err := eachSubdirectiveOnce(d, map[string]bool{}, func(sub string) (err error) {
 		switch sub {
 		case "client_id":
 			r.ClientID, err = singleArg(d)
@@ -112,23 +94,20 @@ func (a *StreamApp) unmarshalRobot(d *caddyfile.Dispenser) error {
 		case "events_to":
 			r.EventsTo, err = singleArg(d)
 		case "webhook_hosts":
-			r.WebhookHosts = d.RemainingArgs()
-			if len(r.WebhookHosts) == 0 {
-				return d.ArgErr()
+			if r.WebhookHosts = d.RemainingArgs(); len(r.WebhookHosts) == 0 {
+				err = d.ArgErr()
 			}
 		case "single_connection":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			r.SingleConnection = true
+			r.SingleConnection, err = true, noArgs(d)
 		case "lease":
 			err = durationArg(d, &r.Lease)
 		default:
-			return d.Errf("unrecognized robot subdirective %q", sub)
+			err = d.Errf("unrecognized robot subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	switch {
 	case r.ClientID == "" || r.Secret == "":

@@ -20,7 +20,7 @@ func TestStreamCaddyfileErrors(t *testing.T) {
 		{"no credentials", "robot a {\n deliver_to http://127.0.0.1/robot\n}\n", `robot "a" needs a client_id and a secret`},
 		{"no destination", "robot a {\n client_id id\n secret s\n}\n", `robot "a" needs deliver_to, cards_to or events_to`},
 		{"unknown robot subdirective", robot + " deliver http://x\n}\n", `unrecognized robot subdirective "deliver"`},
-		{"repeated robot subdirective", robot + " deliver_to http://x\n}\n", `robot "a": deliver_to is given twice`},
+		{"repeated robot subdirective", robot + " deliver_to http://x\n}\n", "deliver_to is given twice"},
 		{"secret with a space", "robot a {\n secret two words\n}\n", "secret takes exactly one argument (quote it"},
 		{"single_connection with a value", robot + " single_connection yes\n}\n", "wrong argument count"},
 		{"bad lease", robot + " lease soon\n}\n", `lease: "soon" is not a positive duration`},

@@ -59,7 +59,7 @@ type gateway struct {
 	client  *http.Client
 	log     *gatewayLog // for the suite's check that nothing secret is logged
 
-	loaded, reloaded bool // a config was loaded; a later one replaced it, and no request was sent since
+	generation uint64 // the load of the running config, 0 before the first (reload_test.go)
 }
 
 // site is what a test puts in the Caddyfile.
@@ -94,6 +94,9 @@ func startGateway(t testing.TB, s site) *gateway {
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)
+		}
+		if !closedListeners.waitClosed(g.generation, 10*time.Second) {
+			t.Error("caddy's servers still accept connections 10 s after it stopped")
 		}
 		if t.Failed() {
 			logs, _ := os.ReadFile(g.LogFile)
@@ -140,13 +143,20 @@ func (g *gateway) load(s site) {
 		}
 	}
 	leakCheck.loaded(g.log, s, cfg)
+	generation := generations.Add(1)
+	if cfg, err = withCloseReporter(cfg, generation); err != nil {
+		g.t.Fatal(err)
+	}
 	if err := caddy.Load(cfg, true); err != nil {
 		g.t.Fatalf("loading config: %v\n%s", err, caddyfile)
 	}
+	if g.generation != 0 && !closedListeners.waitClosed(g.generation, 10*time.Second) {
+		g.t.Fatal("the replaced config's servers still accept connections 10 s after the reload")
+	}
+	g.generation = generation
 	// The old config's server closes its idle keep-alive connections; a POST
 	// on one of them would fail rather than be retried.
 	g.client.CloseIdleConnections()
-	g.reloaded, g.loaded = g.loaded, true
 }
 
 // response is what the client saw.
@@ -160,15 +170,6 @@ type response struct {
 func (g *gateway) do(req *http.Request) response {
 	g.t.Helper()
 	resp, err := g.client.Do(req)
-	if err != nil && g.reloaded && req.GetBody != nil {
-		// The old config's server, shutting down, may close a connection it
-		// accepted just before, without reading the request: send it again,
-		// as DingTalk would.
-		if req.Body, err = req.GetBody(); err == nil {
-			resp, err = g.client.Do(req)
-		}
-	}
-	g.reloaded = false
 	if err != nil {
 		g.t.Fatalf("request failed: %v", err)
 	}
