@@ -100,6 +100,7 @@ func quiet(t *testing.T, gw *instance, be *backend, wh webhook, msgID string, wa
 }
 
 func TestSyncRedisKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	_, _, msg := killedSyncHolderLetsTheRedeliveryThrough(t, redisStore(srv))
 	inspect(t, srv).answered(msg)
@@ -152,6 +153,7 @@ func killedSyncHolderLetsTheRedeliveryThrough(t *testing.T, store string) (*inst
 }
 
 func TestAsyncRedisKilledJobIsResumedAfterRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	_, _, _, msg := killedJobIsResumedAfterRestart(t, redisStore(srv))
 	r := inspect(t, srv)
@@ -195,6 +197,7 @@ func killedJobIsResumedAfterRestart(t *testing.T, store string) (*instance, *bac
 }
 
 func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
+	t.Parallel()
 	killedJobIsTakenOverByTheOtherInstance(t, redistest.Start(t), func(inRedis, string) {})
 }
 
@@ -202,6 +205,7 @@ func TestAsyncRedisKilledJobIsTakenOverByTheOtherInstance(t *testing.T) {
 // between leaves a message held for up to a third of a lease after its
 // job lapsed. The job taken over must wait for that lease, not be dropped.
 func TestAsyncRedisJobTakenOverWaitsForTheDeadHoldersMessageLease(t *testing.T) {
+	t.Parallel()
 	killedJobIsTakenOverByTheOtherInstance(t, redistest.Start(t), func(r inRedis, msg string) {
 		// The dead holder's last renewal of the message came a third of a
 		// lease after its last renewal of the job; a little more here, so
@@ -256,6 +260,7 @@ func killedJobIsTakenOverByTheOtherInstance(t *testing.T, srv *redistest.Server,
 }
 
 func TestAsyncRedisStopDrainsTheRunningJob(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	r := inspect(t, srv)
 	stopDrainsTheRunningJob(t, redisStore(srv), func(msg string) {
@@ -295,6 +300,7 @@ func stopDrainsTheRunningJob(t *testing.T, store string, stopped func(msg string
 }
 
 func TestAsyncRedisStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	r := inspect(t, srv)
 	msg := stopHandsBackAJobLongerThanTheDrain(t, redisStore(srv), r.notClaimed)
@@ -338,6 +344,7 @@ func stopHandsBackAJobLongerThanTheDrain(t *testing.T, store string, stopped fun
 }
 
 func TestAsyncMemoryStopPostsTheFallbackForAJobLongerThanTheDrain(t *testing.T) {
+	t.Parallel()
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
 	defer release()
@@ -363,6 +370,7 @@ func TestAsyncMemoryStopPostsTheFallbackForAJobLongerThanTheDrain(t *testing.T) 
 }
 
 func TestAsyncRedisRestartedDuringJobs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()
@@ -390,6 +398,7 @@ func TestAsyncRedisRestartedDuringJobs(t *testing.T) {
 }
 
 func TestAsyncPoisonJobIsGivenUpAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	be, wh := newBackend(t), newWebhook(t)
 	release := be.holdCalls()

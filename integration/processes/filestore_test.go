@@ -24,6 +24,7 @@ const emptyAnswer = `{"msgtype":"empty"}`
 // restarted gateway once the dead holder's lease lapsed; once answered, a
 // redelivery after a second crash is a duplicate.
 func TestSyncFileKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
+	t.Parallel()
 	gw, body, _ := killedSyncHolderLetsTheRedeliveryThrough(t, fileStore)
 	gw.kill()
 	gw.start()
@@ -36,6 +37,7 @@ func TestSyncFileKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
 // backend then fails, is let go before the gateway exits: its redelivery to
 // the next start is processed at once, not held by a lease left behind.
 func TestSyncFileStopLeavesNothingClaimed(t *testing.T) {
+	t.Parallel()
 	be := newBackend(t)
 	answer := be.Handler
 	fail := make(chan struct{})
@@ -89,6 +91,7 @@ func TestSyncFileStopLeavesNothingClaimed(t *testing.T) {
 // from the file: posted once. A redelivery of the answered message after
 // another crash runs nothing.
 func TestAsyncFileKilledJobIsResumedAfterRestart(t *testing.T) {
+	t.Parallel()
 	gw, be, wh, msg := killedJobIsResumedAfterRestart(t, fileStore)
 	gw.kill()
 	gw.start()
@@ -100,9 +103,11 @@ func TestAsyncFileKilledJobIsResumedAfterRestart(t *testing.T) {
 }
 
 func TestAsyncFileStopDrainsTheRunningJob(t *testing.T) {
+	t.Parallel()
 	stopDrainsTheRunningJob(t, fileStore, func(string) {})
 }
 
 func TestAsyncFileStopHandsBackAJobLongerThanTheDrain(t *testing.T) {
+	t.Parallel()
 	stopHandsBackAJobLongerThanTheDrain(t, fileStore, func(string) {})
 }
