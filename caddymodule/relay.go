@@ -110,6 +110,7 @@ type relay struct {
 
 	store  JobStore      // nil without a store: jobs live in this process only
 	lease  time.Duration // how long a job is held without renewal
+	leases leaseRenewer  // renews the jobs' leases
 	retain time.Duration // how long a job's record is kept at most
 	// storeUnavailable applies on_error when recording a job fails.
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
@@ -220,7 +221,7 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 		if err := rl.record(r, a, j, now); err != nil {
 			if err := rl.storeUnavailable(w, r, v, err); err != nil {
 				if j.claim != nil {
-					j.claim.release(r.Context())
+					j.claim.release()
 				}
 				<-rl.admit
 				return err
@@ -251,7 +252,7 @@ type job struct {
 	token    Token  // what holds the claim and the job
 	attempts int    // the holders that started the job, this one included
 	lost     atomic.Bool
-	renewal  *renewal // renews the leases from the start of execute; nil before
+	lease    renewedLease // renews the leases from the start of execute
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -273,7 +274,7 @@ func (rl *relay) execute(j *job) {
 	ctx, abandon := context.WithCancel(j.req.Context())
 	defer abandon()
 	j.req = j.req.WithContext(ctx)
-	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
+	rl.leases.hold(&j.lease, renewFunc(func() { rl.renew(j, abandon) }), rl.lease)
 	select {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
@@ -294,7 +295,7 @@ func (rl *relay) execute(j *job) {
 		zap.Duration("duration", took))
 	switch {
 	case j.lost.Load():
-		j.renewal.stop()
+		j.lease.stop()
 		metrics.job(j.v.Bot, outcomeLeaseLost)
 		logger.Warn("dingtalk async job left to another holder: its lease lapsed while it ran (the store was unreachable or this process stalled)",
 			zap.String("outcome", outcomeLeaseLost))
@@ -326,7 +327,7 @@ func (rl *relay) execute(j *job) {
 // ran here: it is abandoned, so that only the new holder answers.
 func (rl *relay) renew(j *job, abandon context.CancelFunc) {
 	if j.claim != nil {
-		j.claim.renew(rl.postCtx)
+		j.claim.renew()
 	}
 	if j.id == "" {
 		return
@@ -365,12 +366,12 @@ const (
 // counts and logs the job's outcome: once the line is there, a redelivery
 // meets the settled claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
-	j.renewal.stop()
+	j.lease.stop()
 	if j.claim != nil {
 		if answered {
-			j.claim.done(rl.postCtx)
+			j.claim.done()
 		} else {
-			j.claim.release(rl.postCtx)
+			j.claim.release()
 		}
 	}
 	rl.forget(j)
@@ -402,12 +403,12 @@ func (rl *relay) jobLogger(j *job) *zap.Logger {
 // this one, restarted) to take over; otherwise the fallback text is posted,
 // and the job is dropped.
 func (rl *relay) stopped(j *job, logger *zap.Logger) {
-	j.renewal.stop()
+	j.lease.stop()
 	if logger == nil {
 		logger = rl.jobLogger(j)
 	}
 	if j.claim != nil {
-		j.claim.release(rl.postCtx)
+		j.claim.release()
 	}
 	if j.id != "" && rl.store.JobsOutliveProcess() {
 		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {

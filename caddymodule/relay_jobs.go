@@ -259,7 +259,7 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 			rl.post(j, fallback, logger)
 		}
 		if j.claim != nil {
-			j.claim.done(rl.postCtx) // settled: answered with the fallback, or not at all
+			j.claim.done() // settled: answered with the fallback, or not at all
 		}
 		rl.forget(j)
 		metrics.job(v.Bot, outcomeDropped)

@@ -149,7 +149,7 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 		r.metrics.frame(topicMessage, frameDuplicate)
 		logger.Info("dingtalk stream duplicate message; not delivered again")
 	default:
-		_ = held.serveHeld(ctx, func() (bool, error) { return r.deliver(ctx, msg, body, start, logger), nil })
+		_ = held.serveHeld(func() (bool, error) { return r.deliver(ctx, msg, body, start, logger), nil })
 	}
 }
 
