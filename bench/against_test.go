@@ -27,19 +27,3 @@ func TestParseBenchLine(t *testing.T) {
 		}
 	}
 }
-
-// With -count, each benchmark's lines are its runs, in order.
-func TestBenchRuns(t *testing.T) {
-	out := []byte("goos: linux\n" +
-		"BenchmarkMemoryClaim-2 \t 1000 \t 150 ns/op \t 8 B/op \t 1 allocs/op\n" +
-		"BenchmarkMemoryClaimParallel-2 \t 1000 \t 160 ns/op\n" +
-		"BenchmarkMemoryClaim-2 \t 1000 \t 152 ns/op \t 8 B/op \t 1 allocs/op\n" +
-		"PASS\n")
-	r := benchRuns(out)
-	if got := r["BenchmarkMemoryClaim"]["ns/op"]; len(got) != 2 || got[0] != 150 || got[1] != 152 {
-		t.Errorf("MemoryClaim ns/op by run: %v", got)
-	}
-	if got := r["BenchmarkMemoryClaimParallel"]["ns/op"]; len(got) != 1 || got[0] != 160 {
-		t.Errorf("MemoryClaimParallel ns/op by run: %v", got)
-	}
-}

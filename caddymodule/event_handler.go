@@ -200,7 +200,7 @@ func (h *EventHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		h.report(eventDuplicate, "dingtalk event is a duplicate; answered success", v)
 		return h.answerSuccess(w, now)
 	}
-	return c.serveHeld(r.Context(), func() (bool, error) {
+	return c.serveHeld(func() (bool, error) {
 		err := h.passOn(w, r, v, next)
 		return err == nil, err
 	})

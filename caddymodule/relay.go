@@ -110,6 +110,7 @@ type relay struct {
 
 	store  JobStore      // nil without a store: jobs live in this process only
 	lease  time.Duration // how long a job is held without renewal
+	leases leaseRenewer  // renews the jobs' leases
 	retain time.Duration // how long a job's record is kept at most
 	// storeUnavailable applies on_error when recording a job fails.
 	storeUnavailable func(http.ResponseWriter, *http.Request, *Verified, error) error
@@ -259,7 +260,7 @@ type job struct {
 	// this holder knows (monotonicNanos): the lease's length after the
 	// last store operation that granted it began.
 	heldUntil atomic.Int64
-	renewal   *renewal // renews the leases from the start of execute; nil before
+	lease     renewedLease // renews the leases from the start of execute
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -281,7 +282,7 @@ func (rl *relay) execute(j *job) {
 	ctx, abandon := context.WithCancel(j.req.Context())
 	defer abandon()
 	j.req = j.req.WithContext(ctx)
-	j.renewal = renewEvery(rl.lease, func() { rl.renew(j, abandon) })
+	rl.leases.hold(&j.lease, renewFunc(func() { rl.renew(j, abandon) }), rl.lease)
 	select {
 	case rl.workers <- struct{}{}:
 		defer func() { <-rl.workers }()
@@ -302,9 +303,9 @@ func (rl *relay) execute(j *job) {
 		zap.Duration("duration", took))
 	switch {
 	case rl.leaseLost(j):
-		j.renewal.stop()
+		j.lease.stop()
 		if j.claim != nil {
-			j.claim.release(rl.postCtx) // the new holder claims the message at once
+			j.claim.release() // the new holder claims the message at once
 		}
 		metrics.job(j.v.Bot, outcomeLeaseLost)
 		logger.Warn("dingtalk async job left to another holder: its lease lapsed while it ran (the store was unreachable or this process stalled)",
@@ -341,7 +342,7 @@ func (rl *relay) execute(j *job) {
 func (rl *relay) renew(j *job, abandon context.CancelFunc) {
 	if j.id == "" {
 		if j.claim != nil {
-			j.claim.renew(rl.postCtx)
+			j.claim.renew()
 		}
 		return
 	}
@@ -409,7 +410,7 @@ const (
 // counts and logs the job's outcome: once the line is there, a redelivery
 // meets the settled claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
-	j.renewal.stop()
+	j.lease.stop()
 	rl.settle(j, answered)
 	if logger == nil {
 		logger = rl.jobLogger(j)
@@ -428,9 +429,9 @@ func (rl *relay) settle(j *job, answered bool) {
 		switch {
 		case j.claim == nil:
 		case answered:
-			j.claim.done(rl.postCtx)
+			j.claim.done()
 		default:
-			j.claim.release(rl.postCtx)
+			j.claim.release()
 		}
 		return
 	}
@@ -453,13 +454,13 @@ func (rl *relay) jobLogger(j *job) *zap.Logger {
 // this one, restarted) to take over; otherwise the fallback text is posted,
 // and the job is dropped.
 func (rl *relay) stopped(j *job, logger *zap.Logger) {
-	j.renewal.stop()
+	j.lease.stop()
 	if logger == nil {
 		logger = rl.jobLogger(j)
 	}
 	if j.id != "" && rl.store.JobsOutliveProcess() {
 		if j.claim != nil {
-			j.claim.release(rl.postCtx)
+			j.claim.release()
 		}
 		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {
 			logger.Error("handing an async job back to the store", zap.Error(err))

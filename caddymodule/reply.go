@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -203,13 +202,14 @@ func (rh *Reply) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	// Marshal replaces invalid UTF-8 with U+FFFD: the body is always valid JSON.
-	body, err := json.Marshal(msg)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	return writeJSON(w, http.StatusOK, body)
+	// AppendJSON replaces invalid UTF-8 with U+FFFD, as json.Marshal
+	// does: the body is always valid JSON.
+	return writeJSON(w, http.StatusOK, msg.AppendJSON(make([]byte, 0, replyRoom)))
 }
+
+// replyRoom is the buffer a reply is encoded into at first: a text reply
+// to a short message fits.
+const replyRoom = 256
 
 // message builds the reply to in. Each configured string is expanded on its
 // own, and the values go into Go structs, never into JSON text.

@@ -36,6 +36,7 @@ type accepted struct {
 	reader    bodyReader             // reads Body to the next handler
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it
+	claim     claim                  // the msgId's, while the route runs (sync)
 	keys      keyRoom                // where the store keys' bytes are
 
 	timestamp, sign string // the headers that were verified, for a durable async job's record

@@ -20,8 +20,9 @@ const (
 // named after MsgType is set; the others are nil. Build one with the New*
 // functions, which is how the JSON stays in DingTalk's shape.
 //
-// Every string is plain data: encoding/json escapes it, so text from users
-// (nicknames, message content) can be put in any field as it is.
+// Every string is plain data: encoding/json (and AppendJSON, which writes
+// the same bytes) escapes it, so text from users (nicknames, message
+// content) can be put in any field as it is.
 type OutgoingMessage struct {
 	MsgType    string       `json:"msgtype"`
 	Text       *TextContent `json:"text,omitempty"`
@@ -163,10 +164,11 @@ func (o *OutgoingMessage) MentionSender(in *Message) error {
 	default:
 		return nil
 	}
-	if *text != "" {
-		*text += " "
+	if *text == "" {
+		*text = "@" + id
+	} else {
+		*text = *text + " @" + id // one concatenation: one allocation (BenchmarkReplyText)
 	}
-	*text += "@" + id
 	return nil
 }
 
