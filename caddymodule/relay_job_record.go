@@ -66,7 +66,7 @@ func (rec *jobRecord) encode() []byte {
 		flags = 1
 	}
 	b = append(b, jobRecordFormat, flags)
-	b = binary.AppendVarint(b, rec.VerifiedAt)
+	b = binary.AppendUvarint(b, uint64(rec.VerifiedAt)) // two's complement: any time
 	for _, s := range strs {
 		b = appendString(b, s)
 	}
@@ -103,7 +103,7 @@ func decodeJobRecord(b []byte) (*jobRecord, error) {
 	}
 	d := recordDecoder{b: b[2:]}
 	rec := &jobRecord{TLS: b[1]&1 != 0}
-	rec.VerifiedAt = d.varint()
+	rec.VerifiedAt = int64(d.uvarint())
 	for _, s := range [...]*string{&rec.Method, &rec.URI, &rec.Host, &rec.RemoteAddr, &rec.Server, &rec.Body} {
 		*s = d.string()
 	}
@@ -126,16 +126,6 @@ func decodeJobRecord(b []byte) (*jobRecord, error) {
 type recordDecoder struct {
 	b      []byte
 	failed bool
-}
-
-func (d *recordDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.failed, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
 }
 
 func (d *recordDecoder) uvarint() uint64 {
