@@ -64,7 +64,23 @@ func (cs *claims) claimKey(ctx context.Context, key, id string, now time.Time, c
 // message with the token it holds the job by.
 func (cs *claims) claimAs(ctx context.Context, key, id string, token Token, now time.Time, c *claim) (bool, error) {
 	*c = claim{c: cs, key: key, token: token, id: id}
+	if local, ok := cs.store.(processLeases); ok {
+		return local.claimLease(key, token, now, cs.lease), nil
+	}
 	return cs.store.Claim(ctx, key, token, now, cs.lease)
+}
+
+// processLeases is implemented by a store whose every holder is this
+// process (the file store): a lease ends with its holder, so the store
+// keeps it in memory and writes nothing. A message in flight then costs
+// the file no write until it is answered (BENCHMARKS.md, G), and after a
+// crash its redelivery is processed at once rather than once the dead
+// holder's lease lapsed. What outlives the holder is still written: the
+// de-duplication record (Store.Keep for the TTL), the replay guard's
+// pairs, and a job's claim with the job.
+type processLeases interface {
+	claimLease(key string, token Token, now time.Time, lease time.Duration) bool
+	renewLease(key string, token Token, now time.Time, lease time.Duration)
 }
 
 // A claim, once taken, is settled whatever becomes of the request that
@@ -75,7 +91,13 @@ func (cs *claims) claimAs(ctx context.Context, key, id string, token Token, now 
 var settleCtx = context.Background()
 
 // renew extends the lease: the holder is still working.
-func (c *claim) renew() { c.keep(c.c.lease) }
+func (c *claim) renew() {
+	if local, ok := c.c.store.(processLeases); ok {
+		local.renewLease(c.key, c.token, c.c.now(), c.c.lease)
+		return
+	}
+	c.keep(c.c.lease)
+}
 
 // keep holds the key for ttl from now.
 func (c *claim) keep(ttl time.Duration) {

@@ -126,14 +126,16 @@ func (s *FileStore) retain() (release func()) { return retainPooled(fileStores, 
 // that the file fills again when it is opened; the file is a log of the
 // changes, in the order they were made.
 //
-// Keep, which turns a message's lease into the record that it was answered
-// (and renews leases), returns once its change is committed, and so once
-// every change before it is: what was answered survives any crash of
-// Caddy. Claim and Release hand their change to the writer and return
-// without waiting for the commit. A crash can lose such a change only with
-// its holder: a lease that would have lapsed anyway, or a release whose
-// key's lease then lapses on its own. So a message in flight does not wait
-// for the disk before it is passed on (BENCHMARKS.md, the file store).
+// A message's lease is held in the table alone (processLeases): it ends
+// with this process, its holder. Keep, which turns it into the record that
+// the message was answered, returns once its change is committed, and so
+// once every change before it is: what was answered survives any crash of
+// Caddy. Claim (the replay guard's pairs) and Release hand their change to
+// the writer and return without waiting for the commit. A crash can lose
+// such a change only with its holder: a pair its message claimed a moment
+// before, or a release of a lease that ended with the process anyway. So a
+// message in flight does not wait for the disk before it is passed on
+// (BENCHMARKS.md, the file store).
 
 // Claim implements Store.
 func (s *FileStore) Claim(_ context.Context, key string, token Token, now time.Time, ttl time.Duration) (bool, error) {
@@ -157,6 +159,16 @@ func (s *FileStore) Keep(_ context.Context, key string, token Token, now time.Ti
 	return nil
 }
 
+// claimLease implements processLeases: the table alone holds it.
+func (s *FileStore) claimLease(key string, token Token, now time.Time, lease time.Duration) bool {
+	return s.db.table.claim(key, token, sinceClockStart(now), lease)
+}
+
+// renewLease implements processLeases.
+func (s *FileStore) renewLease(key string, token Token, now time.Time, lease time.Duration) {
+	s.db.table.keep(key, token, sinceClockStart(now), lease)
+}
+
 // Release implements Store.
 func (s *FileStore) Release(_ context.Context, key string, token Token) error {
 	if !s.db.table.release(key, token) {
@@ -171,6 +183,7 @@ func (s *FileStore) Release(_ context.Context, key string, token Token) error {
 // Interface guards
 var (
 	_ Store              = (*FileStore)(nil)
+	_ processLeases      = (*FileStore)(nil)
 	_ caddy.Provisioner  = (*FileStore)(nil)
 	_ retainer           = (*FileStore)(nil)
 	_ caddy.CleanerUpper = (*FileStore)(nil)

@@ -98,6 +98,43 @@ func TestFileStoreSurvivesARestart(t *testing.T) {
 	}
 }
 
+// A message in flight is held by this process alone: after a crash its
+// redelivery is processed at once, while what was answered, and the replay
+// guard's pairs, are still remembered.
+func TestFileStoreLeasesEndWithTheProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	ctx := context.Background()
+	s := provisionFile(t, path)
+	cs := &claims{store: s, ttl: 2 * time.Hour, lease: time.Hour, now: func() time.Time { return fixedNow },
+		logger: zap.NewNop(), idKey: "msg_id"}
+	var inFlight, answered claim
+	for _, c := range []struct {
+		key string
+		c   *claim
+	}{{"msg:in-flight", &inFlight}, {"msg:answered", &answered}} {
+		if held, err := cs.claimKey(ctx, c.key, c.key, fixedNow, c.c); err != nil || !held {
+			t.Fatalf("claim %s: %v, %v", c.key, held, err)
+		}
+	}
+	inFlight.renew()
+	answered.done()
+	if held, err := s.Claim(ctx, "sig:pair", tok("a"), fixedNow, time.Hour); err != nil || !held {
+		t.Fatalf("claim the pair: %v, %v", held, err)
+	}
+	if held, _ := s.Claim(ctx, "msg:in-flight", tok("b"), fixedNow, time.Hour); held {
+		t.Fatal("a message in flight was not held")
+	}
+	committed(t, s.db)
+	cleanup(t, s)
+
+	again := provisionFile(t, path)
+	for key, want := range map[string]bool{"msg:in-flight": true, "msg:answered": false, "sig:pair": false} {
+		if held, err := again.Claim(ctx, key, tok("b"), fixedNow, time.Hour); err != nil || held != want {
+			t.Errorf("after the crash, claiming %s: %v, %v; want %v", key, held, err, want)
+		}
+	}
+}
+
 // max_entries bounds what the file store remembers, as it bounds the
 // memory store: past it the oldest keys are forgotten, also after a
 // restart, and the newest are kept.

@@ -21,8 +21,9 @@ const fileStore = "store file"
 const emptyAnswer = `{"msgtype":"empty"}`
 
 // A sync message whose holder was killed is processed on a redelivery to the
-// restarted gateway once the dead holder's lease lapsed; once answered, a
-// redelivery after a second crash is a duplicate.
+// restarted gateway (at once: the file store keeps no lease of a process
+// that ended); once answered, a redelivery after a second crash is a
+// duplicate.
 func TestSyncFileKilledHolderLetsTheRedeliveryThrough(t *testing.T) {
 	t.Parallel()
 	gw, body, _ := killedSyncHolderLetsTheRedeliveryThrough(t, fileStore)
