@@ -325,7 +325,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	msg := &acc.Verified
 
 	dedupe := h.dedupe
-	if h.replay != nil {
+	var pair *PairClaim
+	switch {
+	case h.replay == nil:
+	case h.relay != nil && h.relay.store != nil:
+		pair = h.replay.claim(r, acc, now) // claimed in the step that records the job
+	default:
 		rj, err := h.replay.check(r, acc, now)
 		if rj != nil {
 			return h.reject(w, r, repl, rj)
@@ -342,7 +347,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.prepareForward(r, repl, acc)
 
 	if h.relay != nil {
-		return h.relay.serve(w, r, acc, now, dedupe, next)
+		err := h.relay.serve(w, r, acc, now, dedupe, pair, next)
+		if err == errReplayed {
+			return h.reject(w, r, repl, replayRejection(acc))
+		}
+		return err
 	}
 	if dedupe == nil {
 		return h.report.passOn(w, r, msg, next)

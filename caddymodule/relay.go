@@ -188,7 +188,7 @@ func (a Async) withDefaults() Async {
 // background. now is the time a was verified at; dedupe is nil when the
 // message is not to be de-duplicated. The message is claimed and the job
 // recorded, under one token, before DingTalk is acked.
-func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now time.Time, dedupe *deduper, next caddyhttp.Handler) error {
+func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now time.Time, dedupe *deduper, pair *PairClaim, next caddyhttp.Handler) error {
 	v := &a.Verified
 	select {
 	case rl.admit <- struct{}{}:
@@ -204,8 +204,8 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 	storeDown := a.storeFailed // on_error open: the job runs without a claim or a record
 	switch {
 	case rl.store != nil && !storeDown:
-		// The message is claimed and the job recorded in one step.
-		held, err := rl.record(r, a, j, now, dedupe)
+		// The pair and the message are claimed and the job recorded in one step.
+		done, err := rl.record(r, a, j, now, dedupe, pair)
 		switch {
 		case err != nil:
 			if err := rl.storeUnavailable(w, r, v, err); err != nil {
@@ -213,7 +213,10 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 				return err
 			}
 			j.id, j.claim = "", nil // on_error open: the job runs, but only in this process
-		case !held:
+		case done == JobReplayed:
+			<-rl.admit
+			return errReplayed
+		case done == JobDuplicate:
 			dedupe.report.duplicate(v)
 			<-rl.admit
 			return writeJSON(w, http.StatusOK, emptyReply)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -12,12 +13,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// record claims j's message (when dedupe is not nil) and stores j, in one
-// step of the store, before DingTalk is acked: the request as it arrived
-// (a's sign headers included, even when the route does not forward them).
-// It reports whether the message was j's to claim: false for a duplicate,
-// and then nothing is stored.
-func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time, dedupe *deduper) (bool, error) {
+// record claims the replay guard's pair (when not nil) and j's message
+// (when dedupe is not nil) and stores j, in one step of the store, before
+// DingTalk is acked: the request as it arrived (a's sign headers included,
+// even when the route does not forward them). It reports what the store
+// did: nothing is stored for a replay or a duplicate.
+func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time, dedupe *deduper, pair *PairClaim) (JobRecording, error) {
 	rec := jobRecord{
 		Method: r.Method, URI: r.RequestURI, Host: r.Host, RemoteAddr: r.RemoteAddr, TLS: r.TLS != nil,
 		Header: r.Header, Body: a.Body, VerifiedAt: now.UnixMilli(),
@@ -35,10 +36,14 @@ func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time, ded
 		j.claim = &claim{c: &dedupe.claims, key: a.storeKey, token: j.token, id: a.Message.MsgID}
 	}
 	asked := monotonicNanos()
-	held, err := rl.store.RecordJob(r.Context(), j.claimKey(), StoredJob{ID: j.id, Payload: rec.encode()}, j.token, j.storeNow(), rl.lease, rl.retain)
+	done, err := rl.store.RecordJob(r.Context(), pair, j.claimKey(), StoredJob{ID: j.id, Payload: rec.encode()}, j.token, j.storeNow(), rl.lease, rl.retain)
 	j.heldUntil.Store(asked + int64(rl.lease))
-	return held, err
+	return done, err
 }
+
+// errReplayed is what serve returns for a callback whose (timestamp, sign)
+// pair the store found used by another message: the handler rejects it.
+var errReplayed = errors.New("dingtalk: replayed sign")
 
 // keepJobsIn makes the relay record its jobs in store, under leases, and
 // take over the jobs whose holder is gone. retain bounds how long a record

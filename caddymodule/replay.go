@@ -41,15 +41,36 @@ func (g *replayGuard) check(r *http.Request, a *accepted, now time.Time) (*rejec
 	if err != nil {
 		return nil, err
 	}
-	if held { // first used by this message, or by this message again: a redelivery
+	if held || !g.pastGrace(timestamp, now) { // first used by this message, by it again (a redelivery), or a twin
 		return nil, nil
 	}
-	signedAt, err := dingtalk.ParseTimestamp(timestamp)
-	if err != nil || now.After(signedAt.Add(g.grace)) {
-		return newRejection(http.StatusUnauthorized, reasonReplay, a.Bot,
-			errors.New("timestamp and sign were already used by another message")), nil
+	return replayRejection(a), nil
+}
+
+// claim is check's claim, for a durable async job to take in the step
+// that records it (JobStore.RecordJob): exclusive once the grace passed.
+func (g *replayGuard) claim(r *http.Request, a *accepted, now time.Time) *PairClaim {
+	timestamp, _ := singleHeader(r.Header, timestampKey)
+	a.pair = PairClaim{
+		Key:       a.keys.keep(appendReplayKey(a.keys.free(), timestamp, a.signer)),
+		Token:     messageToken(&a.Verified),
+		TTL:       g.ttl,
+		Exclusive: g.pastGrace(timestamp, now),
 	}
-	return nil, nil
+	return &a.pair
+}
+
+// pastGrace reports whether a pair with timestamp, used by another
+// message, is a replay at now: later than grace after its timestamp.
+func (g *replayGuard) pastGrace(timestamp string, now time.Time) bool {
+	signedAt, err := dingtalk.ParseTimestamp(timestamp)
+	return err != nil || now.After(signedAt.Add(g.grace))
+}
+
+// replayRejection answers a's pair, used by another message.
+func replayRejection(a *accepted) *rejection {
+	return newRejection(http.StatusUnauthorized, reasonReplay, a.Bot,
+		errors.New("timestamp and sign were already used by another message"))
 }
 
 // appendReplayKey appends the name of a verified (timestamp, sign) pair in

@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 )
@@ -40,6 +44,65 @@ func TestReplayGraceBoundary(t *testing.T) {
 		// A redelivery of the first message is not a replay; de-duplication answers it.
 		if got := serve(h, signedAt(t, testSecret, at, genuine)); got.status != http.StatusOK || got.body != `{"msgtype":"empty"}` {
 			t.Errorf("age %v: the redelivery got %d %q %q, want the empty reply", c.age, got.status, got.reason, got.body)
+		}
+	}
+}
+
+// With async and a store that keeps jobs (the default memory store here),
+// the pair is claimed in the step that records the job, with the same
+// boundary: a twin within the grace is run, a replay past it refused, and
+// a redelivery of the first message is a duplicate, not a replay.
+func TestReplayGraceBoundaryAsync(t *testing.T) {
+	h := newTestHandler(t, &Handler{Bots: []Bot{{Name: "default", Secret: testSecret}}, Async: &Async{}})
+	t.Cleanup(func() { _ = h.Cleanup() })
+	// A clock of its own keeps this run's pairs apart from other runs' in
+	// the process-wide memory store (see TestReplayGraceBoundary).
+	now := time.Now().Truncate(time.Millisecond).Add(-96 * time.Hour)
+	h.now = func() time.Time { return now }
+	h.dedupe.now = h.now
+	var ran atomic.Int32
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		ran.Add(1)
+		return nil
+	})
+	deliver := func(at time.Time, body []byte) (int, string) {
+		t.Helper()
+		req, repl := caddyRequest(signedAt(t, testSecret, at, body))
+		rec := httptest.NewRecorder()
+		err := h.ServeHTTP(rec, req, next)
+		status := rec.Code
+		if herr, ok := err.(caddyhttp.HandlerError); ok {
+			status = herr.StatusCode
+		}
+		reason, _ := repl.Get("http.dingtalk.reject_reason")
+		s, _ := reason.(string)
+		return status, s
+	}
+
+	for _, c := range []struct {
+		age    time.Duration
+		status int
+		reason string
+		runs   int32
+	}{
+		{defaultReplayGrace, http.StatusOK, "", 2},
+		{defaultReplayGrace + time.Millisecond, http.StatusUnauthorized, reasonReplay, 1},
+	} {
+		ran.Store(0)
+		at := now.Add(-c.age)
+		genuine := dingtalktest.Callback{Text: "genuine"}.Body()
+		if status, reason := deliver(at, genuine); status != http.StatusOK {
+			t.Fatalf("age %v: the first message got %d %q", c.age, status, reason)
+		}
+		if status, reason := deliver(at, dingtalktest.Callback{Text: "another"}.Body()); status != c.status || reason != c.reason {
+			t.Errorf("age %v: another msgId with the same sign got %d %q, want %d %q", c.age, status, reason, c.status, c.reason)
+		}
+		if status, reason := deliver(at, genuine); status != http.StatusOK || reason != "" {
+			t.Errorf("age %v: the redelivery got %d %q, want the empty reply", c.age, status, reason)
+		}
+		h.relay.jobs.Wait()
+		if n := ran.Load(); n != c.runs {
+			t.Errorf("age %v: %d jobs ran, want %d", c.age, n, c.runs)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -38,6 +39,7 @@ func testStoreConformance(t *testing.T, h storeHarness) {
 	t.Run("jobs", func(t *testing.T) { testJobs(t, h) })
 	t.Run("jobs taken once", func(t *testing.T) { testJobsTakenOnce(t, h) })
 	t.Run("jobs hold their claims", func(t *testing.T) { testJobClaims(t, h) })
+	t.Run("jobs claim the replay guard's pair", func(t *testing.T) { testJobPairs(t, h) })
 	if h.reopen != nil {
 		t.Run("restart", func(t *testing.T) { testStoreRestart(t, h) })
 	}
@@ -155,7 +157,7 @@ func testJobs(t *testing.T, h storeHarness) {
 		return held
 	}
 
-	if _, err := s.RecordJob(ctx, "", StoredJob{ID: "j1", Payload: jobPayload("j1")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.RecordJob(ctx, nil, "", StoredJob{ID: "j1", Payload: jobPayload("j1")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if !keep("a") {
@@ -208,7 +210,7 @@ func testJobs(t *testing.T, h storeHarness) {
 	if keep("c") {
 		t.Fatal("a finished job is still held")
 	}
-	if _, err := s.RecordJob(ctx, "", StoredJob{ID: "control", Payload: []byte("x")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.RecordJob(ctx, nil, "", StoredJob{ID: "control", Payload: []byte("x")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// The control job lapses in the time the finished one would have.
@@ -228,7 +230,7 @@ func testJobs(t *testing.T, h storeHarness) {
 			retain = conformanceLease
 		}
 		id := "r" + strconv.Itoa(i)
-		if _, err := s.RecordJob(ctx, "", StoredJob{ID: id, Payload: []byte(id)}, tok("a"), time.Now(), time.Millisecond, retain); err != nil {
+		if _, err := s.RecordJob(ctx, nil, "", StoredJob{ID: id, Payload: []byte(id)}, tok("a"), time.Now(), time.Millisecond, retain); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -249,7 +251,7 @@ func testJobsTakenOnce(t *testing.T, h storeHarness) {
 	const jobs, takers = 40, 4
 	for i := range jobs {
 		id := "once" + strconv.Itoa(i)
-		if _, err := s.RecordJob(ctx, "", StoredJob{ID: id, Payload: []byte(id)}, tok("dead"), time.Now(), time.Millisecond, time.Hour); err != nil {
+		if _, err := s.RecordJob(ctx, nil, "", StoredJob{ID: id, Payload: []byte(id)}, tok("dead"), time.Now(), time.Millisecond, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -300,11 +302,11 @@ func testJobClaims(t *testing.T, h storeHarness) {
 	}
 	record := func(id, key, token string) bool {
 		t.Helper()
-		held, err := js.RecordJob(ctx, key, StoredJob{ID: id, Payload: []byte(id)}, tok(token), time.Now(), conformanceLease, time.Hour)
+		done, err := js.RecordJob(ctx, nil, key, StoredJob{ID: id, Payload: []byte(id)}, tok(token), time.Now(), conformanceLease, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return held
+		return done == JobRecorded
 	}
 	take := func(token string) []string {
 		t.Helper()
@@ -382,6 +384,70 @@ func testJobClaims(t *testing.T, h storeHarness) {
 	}
 }
 
+// testJobPairs checks the replay guard's pair that RecordJob claims in its
+// step: taken for its message, kept past the job, and when another
+// message holds it past the grace (exclusive), the job is a replay: its
+// message is not claimed and nothing is stored.
+func testJobPairs(t *testing.T, h storeHarness) {
+	s := h.open(t)
+	js := s.(JobStore)
+	ctx := context.Background()
+	record := func(id, key string, pair *PairClaim) JobRecording {
+		t.Helper()
+		done, err := js.RecordJob(ctx, pair, key, StoredJob{ID: id, Payload: []byte(id)}, tok(id), time.Now(), time.Millisecond, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	}
+	claim := func(key, token string) bool {
+		t.Helper()
+		held, err := s.Claim(ctx, key, tok(token), time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	pair := func(message string, exclusive bool) *PairClaim {
+		return &PairClaim{Key: "sig:pair", Token: tok(message), TTL: time.Hour, Exclusive: exclusive}
+	}
+
+	if got := record("first", "msg:first", pair("first", true)); got != JobRecorded {
+		t.Fatalf("the first message's job: %v, want recorded", got)
+	}
+	if got := record("redelivery", "msg:redelivery", pair("first", true)); got != JobRecorded {
+		t.Fatalf("a job of the pair's own message: %v, want recorded", got)
+	}
+	if got := record("twin", "msg:twin", pair("twin", false)); got != JobRecorded {
+		t.Fatalf("a twin within the grace: %v, want recorded", got)
+	}
+	if got := record("forged", "msg:forged", pair("forged", true)); got != JobReplayed {
+		t.Fatalf("another message past the grace: %v, want replayed", got)
+	}
+	if !claim("msg:forged", "x") {
+		t.Fatal("a replay's message was claimed")
+	}
+	if claim("sig:pair", "x") {
+		t.Fatal("the pair was not claimed with the job")
+	}
+	// Only the three recorded jobs lapse (their lease is a millisecond).
+	var taken []string
+	eventually(t, "the recorded jobs' leases lapsing", func() bool {
+		jobs, err := js.TakeJobs(ctx, tok("taker"), time.Now(), time.Hour, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			taken = append(taken, j.ID)
+		}
+		return len(taken) >= 3
+	})
+	slices.Sort(taken)
+	if want := []string{"first", "redelivery", "twin"}; !slices.Equal(taken, want) {
+		t.Fatalf("taken: %v, want %v (a replay's job is not stored)", taken, want)
+	}
+}
+
 // testStoreRestart checks what a store that outlives its process keeps.
 func testStoreRestart(t *testing.T, h storeHarness) {
 	s := h.open(t)
@@ -392,7 +458,7 @@ func testStoreRestart(t *testing.T, h storeHarness) {
 	if err := s.Keep(ctx, "answered", tok("a"), time.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.(JobStore).RecordJob(ctx, "", StoredJob{ID: "survivor", Payload: jobPayload("survivor")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.(JobStore).RecordJob(ctx, nil, "", StoredJob{ID: "survivor", Payload: jobPayload("survivor")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 

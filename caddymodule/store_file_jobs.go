@@ -63,12 +63,26 @@ func readFileJob(v []byte) (fileJob, bool) {
 
 // RecordJob implements JobStore. The claim is taken in the table, and
 // written down in the transaction that stores the job.
-func (s *FileStore) RecordJob(_ context.Context, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (bool, error) {
-	var claim []byte
+func (s *FileStore) RecordJob(_ context.Context, pair *PairClaim, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (JobRecording, error) {
+	var pairRecord, claim []byte
+	if pair != nil {
+		held, took := s.db.table.take(pair.Key, pair.Token, sinceClockStart(now), pair.TTL)
+		if !held && pair.Exclusive {
+			return JobReplayed, nil
+		}
+		if took {
+			pairRecord = newLogRecord(logClaim, pair.Key, pair.Token, now.Add(pair.TTL))
+		}
+	}
 	if key != "" {
 		held, took := s.db.table.take(key, token, sinceClockStart(now), lease)
 		if !held {
-			return false, nil
+			if pairRecord != nil {
+				if err := s.db.log(logClaim, pair.Key, pair.Token, now.Add(pair.TTL), false); err != nil {
+					return JobDuplicate, fmt.Errorf("file store: record job: %w", err)
+				}
+			}
+			return JobDuplicate, nil
 		}
 		if took {
 			claim = newLogRecord(logClaim, key, token, now.Add(lease))
@@ -77,8 +91,11 @@ func (s *FileStore) RecordJob(_ context.Context, key string, job StoredJob, toke
 	record := (&fileJob{holder: token, lease: now.Add(lease).UnixNano(), expires: now.Add(retain).UnixNano(),
 		attempts: 1, payload: job.Payload}).encode()
 	err := s.db.update(func(tx *bolt.Tx) error {
-		if claim != nil {
-			if err := appendLog(tx, claim); err != nil {
+		for _, rec := range [...][]byte{pairRecord, claim} {
+			if rec == nil {
+				continue
+			}
+			if err := appendLog(tx, rec); err != nil {
 				return err
 			}
 		}
@@ -88,9 +105,9 @@ func (s *FileStore) RecordJob(_ context.Context, key string, job StoredJob, toke
 		if claim != nil {
 			s.db.table.release(key, token) // taken for the job, which is not stored
 		}
-		return false, fmt.Errorf("file store: record job: %w", err)
+		return JobDuplicate, fmt.Errorf("file store: record job: %w", err)
 	}
-	return true, nil
+	return JobRecorded, nil
 }
 
 // KeepJob implements JobStore: the job's lease and the claim are renewed

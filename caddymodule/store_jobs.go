@@ -38,16 +38,18 @@ import (
 // holder is gone. The store runs conformance suite testJobStore
 // (store_conformance_test.go).
 type JobStore interface {
-	// RecordJob claims key for token until now+lease, as Store.Claim
-	// does, and when token holds it, stores job, held by token until
-	// now+lease, with Attempts 1. It reports whether token holds key: when
-	// another token does (the message is a duplicate), nothing is stored.
-	// With an empty key the job is stored and held is true. job.ID is new
+	// RecordJob claims pair (when not nil) as Store.Claim does, then key
+	// for token until now+lease, and when token holds it, stores job, held
+	// by token until now+lease, with Attempts 1: all in one step. It
+	// reports JobReplayed, and claims and stores nothing more, when another
+	// token holds an exclusive pair; JobDuplicate, and stores nothing, when
+	// another token holds key (the message is a duplicate); JobRecorded
+	// otherwise. With an empty key the job is stored alone. job.ID is new
 	// (the relay makes it from a fresh token). The record is forgotten at
 	// now+retain even when nobody finishes it, so that a store never fills
 	// up with jobs that cannot run any more (their message's
 	// sessionWebhook has expired by then).
-	RecordJob(ctx context.Context, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (held bool, err error)
+	RecordJob(ctx context.Context, pair *PairClaim, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (JobRecording, error)
 
 	// KeepJob extends token's lease on the job, and its claim on key (when
 	// key is not empty), to now+lease. It reports false, and changes
@@ -82,6 +84,28 @@ type JobStore interface {
 	// process stops is answered with the fallback text instead.
 	JobsOutliveProcess() bool
 }
+
+// PairClaim is the replay guard's claim on a callback's (timestamp, sign)
+// pair, which RecordJob takes in the step that records the job: with a
+// shared store one round trip before DingTalk is acked, not two
+// (BENCHMARKS.md, J).
+type PairClaim struct {
+	Key   string
+	Token Token // the message's: its redelivery holds the pair again
+	TTL   time.Duration
+	// Exclusive makes another token's hold on the pair a replay: its
+	// grace has passed.
+	Exclusive bool
+}
+
+// JobRecording is what RecordJob did.
+type JobRecording int
+
+const (
+	JobRecorded  JobRecording = iota // the pair and key claimed, the job stored
+	JobDuplicate                     // key held by another token: nothing stored
+	JobReplayed                      // an exclusive pair held by another token: nothing claimed or stored
+)
 
 // StoredJob is one async job as a JobStore keeps it.
 type StoredJob struct {

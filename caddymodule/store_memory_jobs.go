@@ -25,17 +25,20 @@ type memoryJob struct {
 }
 
 // RecordJob implements JobStore.
-func (s *MemoryStore) RecordJob(_ context.Context, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (bool, error) {
+func (s *MemoryStore) RecordJob(_ context.Context, pair *PairClaim, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (JobRecording, error) {
 	at := sinceClockStart(now)
+	if pair != nil && !s.table.claim(pair.Key, pair.Token, at, pair.TTL) && pair.Exclusive {
+		return JobReplayed, nil
+	}
 	if key != "" && !s.table.claim(key, token, at, lease) {
-		return false, nil
+		return JobDuplicate, nil
 	}
 	job.Attempts = 1
 	j := s.table.jobs
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.jobs[job.ID] = &memoryJob{job: job, holder: token, lease: at + int64(lease), expires: at + int64(retain)}
-	return true, nil
+	return JobRecorded, nil
 }
 
 // KeepJob implements JobStore.

@@ -32,12 +32,22 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// recordJobScript claims the message, as Claim does, and records the job
-// when the claim is the holder's.
-// KEYS job hash, job set, claim (or none); ARGV payload, holder, lease ms, retain ms, id.
+// recordJobScript claims the replay guard's pair and the message, as Claim
+// does, and records the job when the claims are the holder's: it answers 1
+// (recorded), 0 (the message is held by another: a duplicate) or 2 (the
+// pair is held by another and exclusive: a replay).
+// KEYS job hash, job set, then the claim and the pair (each optional);
+// ARGV payload, holder, lease ms, retain ms, id, the claim's index in KEYS
+// (0 for none), the pair's index (0 for none), the pair's token, its ttl
+// ms, 1 when it is exclusive.
 var recordJobScript = redis.NewScript(redisNowMillis + `
-if KEYS[3] then
-	local was = redis.call("SET", KEYS[3], ARGV[2], "NX", "PX", ARGV[3], "GET")
+local claim, pair = tonumber(ARGV[6]), tonumber(ARGV[7])
+if pair > 0 then
+	local was = redis.call("SET", KEYS[pair], ARGV[8], "NX", "PX", ARGV[9], "GET")
+	if was and was ~= ARGV[8] and ARGV[10] == "1" then return 2 end
+end
+if claim > 0 then
+	local was = redis.call("SET", KEYS[claim], ARGV[2], "NX", "PX", ARGV[3], "GET")
 	if was and was ~= ARGV[2] then return 0 end
 end
 redis.call("HSET", KEYS[1], "payload", ARGV[1], "holder", ARGV[2], "attempts", 1)
@@ -116,14 +126,33 @@ func (s *RedisStore) jobKeys(id, key string) []string {
 }
 
 // RecordJob implements JobStore.
-func (s *RedisStore) RecordJob(ctx context.Context, key string, job StoredJob, token Token, _ time.Time, lease, retain time.Duration) (bool, error) {
+func (s *RedisStore) RecordJob(ctx context.Context, pair *PairClaim, key string, job StoredJob, token Token, _ time.Time, lease, retain time.Duration) (JobRecording, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	held, err := recordJobScript.Run(ctx, s.ops, s.jobKeys(job.ID, key), job.Payload, token.String(), redisMillis(lease), redisMillis(retain), job.ID).Int()
-	if err != nil {
-		return false, fmt.Errorf("redis store: record job: %w", err)
+	keys := s.jobKeys(job.ID, key)
+	claimAt := 0
+	if key != "" {
+		claimAt = 3 // jobKeys put it there
 	}
-	return held == 1, nil
+	pairAt, pairToken, pairTTL, exclusive := 0, "", int64(0), 0
+	if pair != nil {
+		keys = append(keys, s.KeyPrefix+pair.Key)
+		pairAt, pairToken, pairTTL = len(keys), pair.Token.String(), redisMillis(pair.TTL)
+		if pair.Exclusive {
+			exclusive = 1
+		}
+	}
+	done, err := recordJobScript.Run(ctx, s.ops, keys, job.Payload, token.String(), redisMillis(lease), redisMillis(retain), job.ID,
+		claimAt, pairAt, pairToken, pairTTL, exclusive).Int()
+	switch {
+	case err != nil:
+		return JobDuplicate, fmt.Errorf("redis store: record job: %w", err)
+	case done == 2:
+		return JobReplayed, nil
+	case done == 0:
+		return JobDuplicate, nil
+	}
+	return JobRecorded, nil
 }
 
 // KeepJob implements JobStore.

@@ -37,6 +37,7 @@ type accepted struct {
 	botHeader [1]string              // the X-Dingtalk-Bot header's values
 	response  statusWriter           // the answer, as de-duplication watches it
 	claim     claim                  // the msgId's, while the route runs (sync)
+	pair      PairClaim              // the replay guard's, when a durable async job takes it
 	keys      keyRoom                // where the store keys' bytes are
 
 	timestamp, sign string // the headers that were verified, for a durable async job's record
