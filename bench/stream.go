@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,7 +49,17 @@ func runStream(env environment) error {
 			webhook_hosts %s
 		}
 	}`, fake.URL, streamClientID, secret, hook.addr)
-	p, err := startCaddyWith(env.bin, env.dir, "stream", global, route(dingtalkHandler(""), streamRouteReply), env.cpus, false)
+	// /robot-async is the same route in the relay's async mode: like the
+	// bridge, it answers through the sessionWebhook.
+	site := route(dingtalkHandler(""), streamRouteReply) + fmt.Sprintf(`
+	route /robot-async {
+		%s
+		%s
+	}`, dingtalkHandler(fmt.Sprintf(`
+			async {
+				webhook_hosts %s
+			}`, hook.addr)), streamRouteReply)
+	p, err := startCaddyWith(env.bin, env.dir, "stream", global, site, env.cpus, env.o.profile != "")
 	if err != nil {
 		return err
 	}
@@ -63,17 +75,25 @@ func runStream(env environment) error {
 	modes := []streamMode{
 		{name: "HTTP", send: func(id string) error { return sendHTTP(client, p.Addr, id, hook) }},
 		{name: "Stream", send: func(id string) error { return sendStream(env.ctx, fake, id, hook) }},
+		{name: "HTTP-async", send: func(id string) error { return sendHTTPAsync(client, p.Addr, id, hook) }},
 	}
-	fmt.Printf("%d rounds; in each, both ways get %v of warm-up and %v measured, alternating; %d messages in flight\n",
+	fmt.Printf("%d rounds; in each, every way gets %v of warm-up and %v measured, in turn; %d messages in flight\n",
 		env.o.rounds, env.o.warmup, env.o.duration, env.o.conns)
 	results := map[string][]drive{}
-	var ratios []float64
+	var ratios, asyncRatios []float64
 	for round := range env.o.rounds {
 		line := fmt.Sprintf("round %2d:", round+1)
 		rates := map[string]float64{}
 		for i := range modes {
 			m := modes[(i+round)%len(modes)]
-			d := drivePeriod(env, m.send)
+			profiling := ""
+			if env.o.profile != "" && round == env.o.rounds-1 {
+				profiling = "stream-" + m.name
+			}
+			d, err := drivePeriod(env, p, profiling, m.send)
+			if err != nil {
+				return err
+			}
 			if err := env.ctx.Err(); err != nil {
 				return fmt.Errorf("stopped: %v", err)
 			}
@@ -85,29 +105,33 @@ func runStream(env environment) error {
 			line += fmt.Sprintf("  %s %6.0f", m.name, d.rate())
 		}
 		ratios = append(ratios, rates["Stream"]/rates["HTTP"])
+		asyncRatios = append(asyncRatios, rates["Stream"]/rates["HTTP-async"])
 		fmt.Println(line, " msg/s")
 	}
 	if hook.wrong.Load() > 0 {
 		return fmt.Errorf("the sessionWebhook got %d posts that answer no message sent", hook.wrong.Load())
 	}
 	fmt.Println()
-	fmt.Println("| way | messages/s (median of rounds) | latency p50 | latency p99 |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| way | messages/s (median of rounds) | latency p50 | latency p99 | Caddy CPU-ms per message | harness CPU-ms per message |")
+	fmt.Println("|---|---|---|---|---|---|")
 	lat := map[string][2]time.Duration{}
 	for _, m := range modes {
-		var rates []float64
+		var rates, cpu, harness []float64
 		var all []time.Duration
 		for _, d := range results[m.name] {
 			rates = append(rates, d.rate())
+			cpu = append(cpu, 1000*d.caddyCPU/float64(d.ok))
+			harness = append(harness, 1000*d.harnessCPU/float64(d.ok))
 			all = append(all, d.latencies...)
 		}
 		slices.Sort(all)
 		lat[m.name] = [2]time.Duration{percentile(all, 50), percentile(all, 99)}
-		fmt.Printf("| %s | %.0f | %s | %s |\n", m.name, median(rates), lat[m.name][0], lat[m.name][1])
+		fmt.Printf("| %s | %.0f | %s | %s | %.3f | %.3f |\n", m.name, median(rates), lat[m.name][0], lat[m.name][1], median(cpu), median(harness))
 	}
 	fmt.Printf("\nStream/HTTP messages per second: %.2f (median of the rounds' ratios; target >= 0.8)\n", median(ratios))
 	fmt.Printf("added latency: %s at the median, %s at p99\n",
 		lat["Stream"][0]-lat["HTTP"][0], lat["Stream"][1]-lat["HTTP"][1])
+	fmt.Printf("Stream/HTTP-async messages per second: %.2f (both answer through the sessionWebhook)\n", median(asyncRatios))
 	fmt.Printf("\nload average at the end: %s\n", loadAverage())
 	return nil
 }
@@ -125,13 +149,17 @@ type drive struct {
 	firstErr   error
 	elapsed    time.Duration
 	latencies  []time.Duration
+	caddyCPU   float64 // seconds of Caddy's CPU time in the measured period
+	harnessCPU float64 // and of the harness's (the load, the fake Stream server and sessionWebhook)
 }
 
 func (d drive) rate() float64 { return float64(d.ok) / d.elapsed.Seconds() }
 
 // drivePeriod keeps conns messages in flight for the warm-up and the
-// measured period, and reports the measured one.
-func drivePeriod(env environment, send func(id string) error) drive {
+// measured period, and reports the measured one, with Caddy's CPU time
+// (p's) in it; with profiling, it saves a CPU profile of that period under
+// that name.
+func drivePeriod(env environment, p *caddyProc, profiling string, send func(id string) error) (drive, error) {
 	var measuring, stopping atomic.Bool
 	var mu sync.Mutex
 	var d drive
@@ -169,13 +197,22 @@ func drivePeriod(env environment, send func(id string) error) drive {
 		}()
 	}
 	sleep(env.ctx, env.o.warmup)
+	waitProfile := func() error { return nil }
+	if profiling != "" {
+		waitProfile = profile(p, "cpu", env.o.duration, env.o.profile, profiling)
+	}
+	cpuBefore, cpuErr := cpuSeconds(p.Pid())
+	harnessBefore, harnessErr := cpuSeconds(os.Getpid())
 	measuring.Store(true)
 	start := time.Now()
 	sleep(env.ctx, env.o.duration)
 	stopping.Store(true)
 	d.elapsed = time.Since(start)
+	cpuAfter, err := cpuSeconds(p.Pid())
+	harnessAfter, harnessErr2 := cpuSeconds(os.Getpid())
 	wg.Wait()
-	return d
+	d.caddyCPU, d.harnessCPU = cpuAfter-cpuBefore, harnessAfter-harnessBefore
+	return d, errors.Join(cpuErr, harnessErr, err, harnessErr2, waitProfile())
 }
 
 // message is the harness's group text message with msgId id, answered
@@ -214,6 +251,41 @@ func sendStream(ctx context.Context, fake *dingtalktest.StreamServer, id string,
 		hook.forget(id)
 		return err
 	}
+	return waitAnswer(answered, hook, id)
+}
+
+// sendHTTPAsync posts the message signed to the async route, checks its
+// empty answer, and waits for the answer at the hook.
+func sendHTTPAsync(client *http.Client, addr, id string, hook *answerHook) error {
+	answered := hook.expect(id)
+	err := func() error {
+		req, err := dingtalktest.NewRequest("http://"+addr+"/robot-async", secret, message(id, hook), time.Now())
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || string(bytes.TrimSpace(body)) != emptyReply {
+			return fmt.Errorf("HTTP %d %s for %s", resp.StatusCode, body, id)
+		}
+		return nil
+	}()
+	if err != nil {
+		hook.forget(id)
+		return err
+	}
+	return waitAnswer(answered, hook, id)
+}
+
+// waitAnswer waits for the answer to id at the hook.
+func waitAnswer(answered <-chan struct{}, hook *answerHook, id string) error {
 	select {
 	case <-answered:
 		return nil

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
@@ -123,6 +125,10 @@ func (a *StreamApp) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("dingtalk_stream: loading store: %v", err)
 	}
 	store := mod.(Store)
+	servers, err := httpApp(ctx)
+	if err != nil {
+		return err
+	}
 
 	seen := map[string]bool{}
 	for i, r := range a.Robots {
@@ -137,6 +143,7 @@ func (a *StreamApp) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
+		route.findLocal(servers)
 		key := route.linkKey(a.APIBase)
 		link, _, err := streamLinks.LoadOrNew(key, func() (caddy.Destructor, error) {
 			return newStreamLink(a.APIBase, route), nil
@@ -209,6 +216,33 @@ func (r StreamRobot) provision(store Store, logger *zap.Logger) (*streamRoute, e
 		logger:    logger.With(zap.String("robot", r.Name)),
 		metrics:   streamMetrics.forRobot(r.Name),
 	}, nil
+}
+
+// httpApp is this config's http app, nil when it has none: the servers a
+// delivery URL may name.
+func httpApp(ctx caddy.Context) (*caddyhttp.App, error) {
+	app, err := ctx.AppIfConfigured("http")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dingtalk_stream: %w", err)
+	}
+	servers, _ := app.(*caddyhttp.App)
+	return servers, nil
+}
+
+// findLocal notes which of the robot's targets are servers of this Caddy,
+// to be served in-process, and says so in the log.
+func (r *streamRoute) findLocal(servers *caddyhttp.App) {
+	r.local = map[string]*localServer{}
+	for _, target := range []string{r.deliverTo, r.cardsTo, r.eventsTo} {
+		if ls := findLocalServer(servers, target); ls != nil {
+			r.local[target] = ls
+			r.logger.Info("dingtalk stream delivers to a server of this Caddy in-process",
+				zap.String("target", target), zap.String("server", ls.server.Name()))
+		}
+	}
 }
 
 // Start hands each robot's connection this config's routes, and starts the

@@ -55,6 +55,7 @@ func webhookTransportForStream() http.RoundTripper {
 type streamRoute struct {
 	name, clientID, secret       string
 	deliverTo, cardsTo, eventsTo string
+	local                        map[string]*localServer // the targets that are servers of this Caddy
 	webhook                      *dingtalk.WebhookClient
 	store                        Store
 	claims                       claims // of delivered messages' ids
@@ -90,7 +91,9 @@ type streamAnswer struct {
 }
 
 // post sends body to target as DingTalk's HTTP mode would: signed with a
-// fresh timestamp and the robot's secret, with header added.
+// fresh timestamp and the robot's secret, with header added; in-process
+// when target is a server of this Caddy (see stream_local.go), over HTTP
+// otherwise.
 func (r *streamRoute) post(ctx context.Context, target string, body []byte, header http.Header) (*streamAnswer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -101,8 +104,12 @@ func (r *streamRoute) post(ctx context.Context, target string, body []byte, head
 	}
 	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("User-Agent", streamUserAgent)
 	req.Header.Set(dingtalk.HeaderTimestamp, ts)
 	req.Header.Set(dingtalk.HeaderSign, dingtalk.Sign(r.secret, ts))
+	if ls := r.local[target]; ls != nil {
+		return ls.serve(req)
+	}
 	resp, err := streamHTTP.Do(req)
 	if err != nil {
 		return nil, err
@@ -117,29 +124,38 @@ func (r *streamRoute) post(ctx context.Context, target string, body []byte, head
 }
 
 // deliverMessage posts a robot message to deliver_to, once per msgId, and
-// its answer to the message's sessionWebhook.
+// its answer to the message's sessionWebhook. The msgId alone is claimed: a
+// repeated frame carries the same message, and a message without a msgId
+// is not delivered.
 func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	start := time.Now()
 	body := []byte(f.Data)
-	logger := r.logger.With(zap.String("message_id", f.MessageID()))
+	// Lazy: most messages log nothing at the default level.
+	logger := r.logger.WithLazy(zap.String("message_id", f.MessageID()))
 	msg, err := dingtalk.ParseMessage(body)
 	if err != nil {
 		r.metrics.frame(topicMessage, frameInvalid)
 		logger.Warn("dingtalk stream frame is not a robot message; dropped", zap.Error(err))
 		return
 	}
-	logger = logger.With(zap.String("msg_id", msg.MsgID))
-	held, err := r.claimMessage(ctx, f.MessageID(), msg.MsgID, start)
+	logger = logger.WithLazy(zap.String("msg_id", msg.MsgID))
+	var held claim
+	ok, err := r.claims.claimKey(ctx, "stream/"+r.clientID+"/msg/"+msg.MsgID, msg.MsgID, start, &held)
 	switch {
 	case err != nil:
 		logger.Warn("dingtalk stream store unavailable; message delivered without de-duplication", zap.Error(err))
-	case held == nil:
+		r.deliver(ctx, msg, body, start, logger)
+	case !ok:
 		r.metrics.frame(topicMessage, frameDuplicate)
 		logger.Info("dingtalk stream duplicate message; not delivered again")
-		return
+	default:
+		_ = held.serveHeld(func() (bool, error) { return r.deliver(ctx, msg, body, start, logger), nil })
 	}
+}
 
-	stopRenewing := held.renew(&r.claims.leases, r.claims.lease)
+// deliver posts msg (body) to deliver_to and the answer to its
+// sessionWebhook, and reports whether the message may have been answered.
+func (r *streamRoute) deliver(ctx context.Context, msg *dingtalk.Message, body []byte, start time.Time, logger *zap.Logger) (answered bool) {
 	answer, err := r.postMessage(ctx, body)
 	var reply []byte
 	if err == nil {
@@ -147,22 +163,20 @@ func (r *streamRoute) deliverMessage(ctx context.Context, f *stream.Frame) {
 	}
 	r.metrics.delivered(topicMessage, time.Since(start))
 	if err != nil {
-		stopRenewing()
-		held.settle(false)
 		r.metrics.frame(topicMessage, frameFailed)
 		logger.Error("dingtalk stream message not delivered", zap.String("deliver_to", r.deliverTo), zap.Error(err))
-		return
+		return false
 	}
 	posted := "none"
-	answered := true
+	answered = true
 	if reply != nil {
 		posted, answered = r.postReply(ctx, msg, reply, logger)
 	}
-	stopRenewing()
-	held.settle(answered)
 	r.metrics.frame(topicMessage, frameDelivered)
 	logger.Info("dingtalk stream message delivered", zap.Int("status", answer.status),
+		zap.Bool("in_process", r.local[r.deliverTo] != nil),
 		zap.String("webhook_result", posted), zap.Duration("duration", time.Since(start)))
+	return answered
 }
 
 // postMessage POSTs a message to deliver_to, again after a network error
@@ -202,56 +216,6 @@ func (r *streamRoute) postReply(ctx context.Context, msg *dingtalk.Message, repl
 		return posted, result.MaybeDelivered
 	}
 	return posted, true
-}
-
-// messageClaims hold a message's msgId and frame messageId while it is
-// delivered, so that a duplicate frame, by either id, is delivered once.
-type messageClaims []claim
-
-// claimMessage claims both ids of a message. It returns nil claims and no
-// error for a duplicate.
-func (r *streamRoute) claimMessage(ctx context.Context, messageID, msgID string, now time.Time) (messageClaims, error) {
-	prefix := "stream/" + r.clientID + "/"
-	keys := [][2]string{{prefix + "msg/" + msgID, msgID}, {prefix + "frame/" + messageID, messageID}}
-	held := make(messageClaims, 0, len(keys))
-	for _, key := range keys {
-		if key[1] == "" {
-			continue
-		}
-		var c claim
-		ok, err := r.claims.claimKey(ctx, key[0], key[1], now, &c)
-		if err != nil || !ok {
-			held.settle(false)
-			return nil, err
-		}
-		held = append(held, c)
-	}
-	return held, nil
-}
-
-// renew keeps the claims' leases alive while the message is delivered,
-// until stop: a process that dies lets go of them within the lease.
-func (cs messageClaims) renew(leases *leaseRenewer, lease time.Duration) (stop func()) {
-	held := new(renewedLease)
-	leases.hold(held, renewFunc(func() {
-		for i := range cs {
-			cs[i].renew()
-		}
-	}), lease)
-	return held.stop
-}
-
-// settle keeps the claims for the dedupe TTL when the message was
-// answered, and releases them otherwise, so that a redelivery can try
-// again.
-func (cs messageClaims) settle(answered bool) {
-	for i := range cs {
-		if answered {
-			cs[i].done()
-		} else {
-			cs[i].release()
-		}
-	}
 }
 
 // frameHeaders tell a card or event backend what the frame was.

@@ -40,6 +40,7 @@ type streamLink struct {
 	// Deliveries run in the background under deliverCtx, which ends only
 	// when they outlast the shutdown grace at Caddy's exit.
 	deliveries    sync.WaitGroup
+	workers       *workers
 	deliverCtx    context.Context
 	deliverCancel context.CancelFunc
 
@@ -47,7 +48,7 @@ type streamLink struct {
 }
 
 func newStreamLink(apiBase string, r *streamRoute) *streamLink {
-	l := &streamLink{token: newClaimToken(), done: make(chan struct{})}
+	l := &streamLink{token: newClaimToken(), done: make(chan struct{}), workers: newWorkers()}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.deliverCtx, l.deliverCancel = context.WithCancel(context.Background())
 	l.client = &stream.Client{
@@ -87,6 +88,7 @@ func (l *streamLink) Destruct() error {
 	l.cancel()
 	l.start.Do(func() { close(l.done) }) // never started
 	<-l.done
+	l.workers.close()
 	if !caddy.Exiting() {
 		return nil
 	}
@@ -108,10 +110,10 @@ func (l *streamLink) handle(ctx context.Context, f *stream.Frame) stream.Ack {
 	switch {
 	case f.Type == stream.TypeCallback && f.Topic() == stream.TopicRobot && r.deliverTo != "":
 		l.deliveries.Add(1)
-		go func() {
+		l.workers.run(func() {
 			defer l.deliveries.Done()
 			r.deliverMessage(l.deliverCtx, f)
-		}()
+		})
 		return stream.CallbackAck(f.MessageID(), nil)
 	case f.Type == stream.TypeCallback && f.Topic() == stream.TopicCard && r.cardsTo != "":
 		return r.answerCard(ctx, f)

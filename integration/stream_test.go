@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/dingtalktest"
 	"github.com/caddy-dingtalk/caddy-dingtalk/dingtalk/stream"
 )
@@ -127,6 +128,10 @@ func TestStreamMessageReachesTheVerifyingRouteAndItsAnswerTheWebhookOnce(t *test
 	logs := s.logs()
 	if !strings.Contains(logs, "dingtalk stream connected") || !strings.Contains(logs, "dingtalk stream message delivered") {
 		t.Errorf("logs lack the connection or the delivery:\n%s", logs)
+	}
+	// deliver_to is this gateway's own route: served in-process.
+	if !strings.Contains(logs, `"in_process":true`) || strings.Contains(logs, `"in_process":false`) {
+		t.Errorf("the route was not served in-process:\n%s", logs)
 	}
 	for _, ticket := range s.fake.Tickets() {
 		if strings.Contains(logs, ticket) {
@@ -300,5 +305,86 @@ func TestStreamCardRoundTripAndEventsSuccessOrLater(t *testing.T) {
 	var seen map[string]any
 	if err := json.Unmarshal(s.backend.Requests()[0].Body, &seen); err != nil {
 		t.Errorf("the card backend got %s", s.backend.Requests()[0].Body)
+	}
+}
+
+func TestStreamSendsTheSameSignedRequestInProcessAndOverHTTP(t *testing.T) {
+	// deliver_to this gateway's own /robot, whose route passes the message
+	// on to the backend: served in-process.
+	s := startStreamed(t, "", "")
+	bodies := [][]byte{s.message("in-process"), s.message("over HTTP")}
+	s.push(t, bodies[0])
+	waitFor(t, "the message at the backend through the route", func() bool { return s.backend.Count() == 1 })
+
+	// deliver_to the backend itself: over HTTP.
+	cfg := s.site("", "")
+	cfg.Global = strings.Replace(cfg.Global, "deliver_to GATEWAY_URL/robot", "deliver_to "+s.backend.URL+"/direct", 1)
+	s.load(cfg)
+	s.push(t, bodies[1])
+	waitFor(t, "the message at the backend directly", func() bool { return s.backend.Count() == 2 })
+
+	for i, r := range s.backend.Requests() {
+		body := bodies[i]
+		if string(r.Body) != string(body) {
+			t.Errorf("request %d: body %s, want the frame's data byte for byte", i, r.Body)
+		}
+		ts := r.Header.Get("Timestamp")
+		if r.Header.Get("Sign") != dingtalk.Sign(testSecret, ts) || r.Header.Get("Content-Type") != "application/json; charset=utf-8" ||
+			r.Header.Get("User-Agent") != "caddy-dingtalk" || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
+			t.Errorf("request %d (%s): headers %v", i, r.Path, r.Header)
+		}
+	}
+	logs := s.logs()
+	if strings.Count(logs, `"in_process":true`) != 1 || strings.Count(logs, `"in_process":false`) != 1 {
+		t.Errorf("want one delivery in-process and one over HTTP:\n%s", logs)
+	}
+}
+
+func TestStreamEchoesPingAndReconnectsAfterDisconnectWithANewTicket(t *testing.T) {
+	s := startStreamed(t, "", `dingtalk_reply text "echo {http.dingtalk.text}"`)
+	ctx := streamContext(t)
+	ping, err := s.fake.Ping(ctx, "opaque-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack := s.ack(t, ping); ack.Code != 200 || ack.Data != `{"opaque":"opaque-42"}` {
+		t.Errorf("ping ack %+v", ack)
+	}
+	if err := s.fake.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	first := s.fake.Tickets()
+	before, _ := scrape(t, s.URL+"/metrics")
+
+	bye, err := s.fake.Disconnect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack := s.ack(t, bye); ack.Code != 200 {
+		t.Errorf("disconnect ack %+v", ack)
+	}
+	if err := s.fake.Wait(ctx, func() bool { return s.fake.Accepted() == 2 && s.fake.Connected() == 1 }); err != nil {
+		t.Fatalf("after a disconnect: %d sockets in all, %d now; want 2 and 1", s.fake.Accepted(), s.fake.Connected())
+	}
+	second := s.fake.Tickets()
+	if opens := s.fake.Opens(); len(opens) != 2 || opens[1].Ticket != second[0] || first[0] == second[0] {
+		t.Errorf("tickets %v then %v, %d opens: want a new open and its new ticket", first, second, len(opens))
+	}
+
+	// The next message arrives on the new socket and is answered once; the
+	// control message behind it shows a second answer would have been seen.
+	s.push(t, s.message("after the disconnect"))
+	waitFor(t, "the answer", func() bool { return s.webhook.Count() == 1 })
+	s.push(t, s.message("control"))
+	waitFor(t, "the control's answer", func() bool { return s.webhook.Count() == 2 })
+	if posts := strings.Join(s.posts(), "\n"); strings.Count(posts, "echo after the disconnect") != 1 {
+		t.Errorf("posts to the sessionWebhook:\n%s", posts)
+	}
+	after, _ := scrape(t, s.URL+"/metrics")
+	if got := after[`caddy_dingtalk_stream_reconnects_total{robot="support"}`] - before[`caddy_dingtalk_stream_reconnects_total{robot="support"}`]; got != 1 {
+		t.Errorf("reconnects went up by %v, want 1", got)
+	}
+	if !strings.Contains(s.logs(), "dingtalk stream disconnected on DingTalk's request; reconnecting") {
+		t.Errorf("the disconnect is not logged:\n%s", s.logs())
 	}
 }

@@ -46,6 +46,8 @@ type StreamServer struct {
 	acks     []stream.Ack
 	other    [][]byte // what the clients sent that is not an ack
 	nextID   int
+	pings    int  // WebSocket pings the clients sent (their keep-alive)
+	mute     bool // leave those pings unanswered
 }
 
 // StreamOpen is one open request the fake received.
@@ -162,7 +164,7 @@ func (s *StreamServer) connect(w http.ResponseWriter, r *http.Request) {
 	// answer: registering it under the same lock means that Connected,
 	// Send and Drop never miss a socket that its client already uses.
 	s.mu.Lock()
-	ws, err := websocket.Accept(w, r, nil)
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: s.pinged})
 	if err != nil {
 		s.mu.Unlock()
 		return
@@ -203,6 +205,31 @@ func (s *StreamServer) connect(w http.ResponseWriter, r *http.Request) {
 		s.changedLocked()
 		s.mu.Unlock()
 	}
+}
+
+// pinged records a client's WebSocket ping, and answers it unless muted.
+func (s *StreamServer) pinged(context.Context, []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pings++
+	s.changedLocked()
+	return !s.mute
+}
+
+// Pings returns how many WebSocket pings (not SYSTEM ping frames, which
+// the server sends) the clients sent so far: their own keep-alive.
+func (s *StreamServer) Pings() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pings
+}
+
+// MutePings leaves the clients' WebSocket pings unanswered from now on, as
+// a connection that silently died would, when mute is true.
+func (s *StreamServer) MutePings(mute bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mute = mute
 }
 
 // RefuseOpens makes the next n open requests fail with 503.

@@ -330,3 +330,35 @@ func TestClientErrorsNeverContainTheSecret(t *testing.T) {
 		t.Errorf("error %v", s.Err)
 	}
 }
+
+func TestClientPingsOnItsOwnAndReconnectsWhenPingsGoUnanswered(t *testing.T) {
+	r := prepare(t, nil)
+	// Long enough that a busy machine answers each ping in time, short
+	// enough for a quick test (the default is a minute).
+	r.client.KeepAlive = 250 * time.Millisecond
+	r.run(t)
+	r.connected(t)
+	ctx := testContext(t)
+	if err := r.server.Wait(ctx, func() bool { return r.server.Pings() >= 3 }); err != nil {
+		t.Fatalf("the server got %d pings from the client; want 3", r.server.Pings())
+	}
+	// Answered pings keep the socket.
+	if n, c := r.server.Accepted(), r.server.Connected(); n != 1 || c != 1 {
+		t.Fatalf("%d sockets in all, %d now, while pings were answered; want 1 and 1", n, c)
+	}
+	first := r.server.Tickets()
+
+	// A ping left unanswered means a dead socket: closed, and another opened.
+	r.server.MutePings(true)
+	if s := r.state(t); s.Connected || s.Err == nil {
+		t.Fatalf("state %+v, want down with an error", s)
+	}
+	r.server.MutePings(false)
+	r.connected(t)
+	if err := r.server.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if second := r.server.Tickets(); len(first) != 1 || len(second) != 1 || first[0] == second[0] || r.server.Accepted() != 2 {
+		t.Errorf("tickets %v then %v, %d sockets in all: want a new socket with a new ticket", first, second, r.server.Accepted())
+	}
+}

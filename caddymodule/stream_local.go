@@ -1,0 +1,112 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// A Stream delivery URL that names a server of this Caddy (deliver_to
+// http://127.0.0.1:8080/robot beside a site on :8080) is served in-process:
+// the signed request runs through that server's whole handler chain
+// (matchers, routes, logs, metrics, error routes), as the loopback POST
+// would, without the connection. The loopback POST was a third of Caddy's
+// CPU per bridged message, and most of the gap to the same route fed over
+// HTTP (`go run ./bench -stream`, BENCHMARKS.md, Stream mode).
+
+// localServer is a server of this Caddy that a delivery URL connects to.
+type localServer struct {
+	server *caddyhttp.Server
+	// local is the listener address the URL connects to; remote is the
+	// loopback address a connection to it would come from.
+	local  net.Addr
+	remote string
+}
+
+// findLocalServer returns the server of app that target, an http:// URL,
+// would connect to: one without TLS whose listen address covers the URL's
+// port, on the URL's host, or on every interface when that host is
+// loopback. It returns nil for any other URL, https ones included (their
+// TLS is left to the loopback request), and for a nil app.
+func findLocalServer(app *caddyhttp.App, target string) *localServer {
+	u, err := url.Parse(target)
+	if app == nil || err != nil || u.Scheme != "http" {
+		return nil
+	}
+	host, portText := u.Hostname(), u.Port()
+	if portText == "" {
+		portText = "80"
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return nil
+	}
+	loopback := host == "localhost"
+	ip, err := netip.ParseAddr(host)
+	if err == nil {
+		loopback = ip.IsLoopback()
+	} else {
+		ip = netip.MustParseAddr("127.0.0.1") // localhost, if anything
+	}
+	names := make([]string, 0, len(app.Servers))
+	for name := range app.Servers {
+		names = append(names, name)
+	}
+	slices.Sort(names) // Caddy refuses two servers on one address; any order finds the same
+	for _, name := range names {
+		srv := app.Servers[name]
+		if len(srv.TLSConnPolicies) > 0 {
+			continue
+		}
+		for _, listen := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(listen)
+			if err != nil || na.IsUnixNetwork() || na.IsFdNetwork() || uint(port) < na.StartPort || uint(port) > na.EndPort {
+				continue
+			}
+			if na.Host == host || (loopback && isWildcardHost(na.Host)) {
+				addr := netip.AddrPortFrom(ip, uint16(port))
+				return &localServer{server: srv, local: net.TCPAddrFromAddrPort(addr),
+					remote: netip.AddrPortFrom(ip, 0).String()}
+			}
+		}
+	}
+	return nil
+}
+
+// isWildcardHost reports whether a listen address's host means every
+// interface.
+func isWildcardHost(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "" || (err == nil && ip.IsUnspecified())
+}
+
+// serve runs req, a request built for the URL, through the server's handler
+// chain, and records the answer as the loopback POST would have read it. A
+// handler that panics (reverse_proxy aborts a broken answer so) fails the
+// delivery as the connection it would have dropped.
+func (ls *localServer) serve(req *http.Request) (answer *streamAnswer, err error) {
+	// What net/http gives a request it read from a connection: the path
+	// alone in URL, the request line's target, the peer and local addresses.
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, ls.local))
+	req.RequestURI = req.URL.RequestURI()
+	req.URL = &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
+	req.RemoteAddr = ls.remote
+	req.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
+
+	rec := newRecordedResponse(maxReplySize)
+	defer func() {
+		if p := recover(); p != nil {
+			answer, err = nil, fmt.Errorf("the route aborted its answer: %v", p)
+		}
+	}()
+	ls.server.ServeHTTP(rec, req)
+	return &streamAnswer{status: rec.statusCode(), header: rec.header, body: rec.body.Bytes(), overflow: rec.overflow}, nil
+}
