@@ -110,6 +110,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"file unknown", false, "dingtalk {\n secret s\n store file {\n  file /x.db\n }\n}", `unrecognized file store subdirective "file"`},
 		{"file duplicate", false, "dingtalk {\n secret s\n store file {\n  path /a.db\n  path /b.db\n }\n}", "path is given twice"},
 		{"file fsync", false, "dingtalk {\n secret s\n store file {\n  fsync yes\n }\n}", "expected on or off"},
+		{"file max_entries", false, "dingtalk {\n secret s\n store file {\n  max_entries 0\n }\n}", "max_entries: \"0\" is not a whole number of at least 1"},
 		{"async argument", false, "dingtalk {\n secret s\n async on\n}", "wrong argument count"},
 		{"async unknown", false, "dingtalk {\n secret s\n async {\n  wait 1s\n }\n}", `unrecognized async subdirective "wait"`},
 		{"async duplicate", false, "dingtalk {\n secret s\n async {\n  workers 1\n  workers 2\n }\n}", "workers is given twice"},

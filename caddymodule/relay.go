@@ -201,8 +201,25 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 	}
 
 	j := &job{v: v, next: next, token: newClaimToken(), attempts: 1}
-	storeDown := a.storeFailed // on_error open: the job runs without a record
-	if dedupe != nil {
+	storeDown := a.storeFailed // on_error open: the job runs without a claim or a record
+	switch {
+	case rl.store != nil && !storeDown:
+		// The message is claimed and the job recorded in one step.
+		held, err := rl.record(r, a, j, now, dedupe)
+		switch {
+		case err != nil:
+			if err := rl.storeUnavailable(w, r, v, err); err != nil {
+				<-rl.admit
+				return err
+			}
+			j.id, j.claim = "", nil // on_error open: the job runs, but only in this process
+		case !held:
+			dedupe.report.duplicate(v)
+			<-rl.admit
+			return writeJSON(w, http.StatusOK, emptyReply)
+		}
+	case dedupe != nil && !storeDown:
+		// A store that keeps no jobs: the message is claimed alone.
 		var err error
 		j.claim, err = dedupe.claim(r.Context(), v, j.token, now)
 		switch {
@@ -211,22 +228,9 @@ func (rl *relay) serve(w http.ResponseWriter, r *http.Request, a *accepted, now 
 				<-rl.admit
 				return err
 			}
-			storeDown = true // on_error open: the job runs without a claim or a record
 		case j.claim == nil:
 			<-rl.admit
 			return writeJSON(w, http.StatusOK, emptyReply)
-		}
-	}
-	if rl.store != nil && !storeDown {
-		if err := rl.record(r, a, j, now); err != nil {
-			if err := rl.storeUnavailable(w, r, v, err); err != nil {
-				if j.claim != nil {
-					j.claim.release()
-				}
-				<-rl.admit
-				return err
-			}
-			j.id = "" // on_error open: the job runs, but only in this process
 		}
 	}
 	rl.report.accepted(v)
@@ -252,7 +256,11 @@ type job struct {
 	token    Token  // what holds the claim and the job
 	attempts int    // the holders that started the job, this one included
 	lost     atomic.Bool
-	lease    renewedLease // renews the leases from the start of execute
+	// heldUntil is when the job's lease lapses at the latest, as far as
+	// this holder knows (monotonicNanos): the lease's length after the
+	// last store operation that granted it began.
+	heldUntil atomic.Int64
+	lease     renewedLease // renews the leases from the start of execute
 
 	posted string // the result of the post to the sessionWebhook; empty when nothing was posted
 }
@@ -294,8 +302,11 @@ func (rl *relay) execute(j *job) {
 	logger := rl.logger.With(zap.String("bot", j.v.Bot), zap.String("msg_id", j.v.Message.MsgID),
 		zap.Duration("duration", took))
 	switch {
-	case j.lost.Load():
+	case rl.leaseLost(j):
 		j.lease.stop()
+		if j.claim != nil {
+			j.claim.release() // the new holder claims the message at once
+		}
 		metrics.job(j.v.Bot, outcomeLeaseLost)
 		logger.Warn("dingtalk async job left to another holder: its lease lapsed while it ran (the store was unreachable or this process stalled)",
 			zap.String("outcome", outcomeLeaseLost))
@@ -322,24 +333,57 @@ func (rl *relay) execute(j *job) {
 	rl.finish(j, outcomeSucceeded, logger, reply == nil || rl.post(j, reply, logger))
 }
 
-// renew extends the leases on the job's claim and record. When the record
-// turns out to be held by another holder, the job was taken over while it
-// ran here: it is abandoned, so that only the new holder answers.
+// renew extends the leases on the job's claim and record, in one step of
+// the store when the job is recorded. When the record turns out to be held
+// by another holder, the job was taken over while it ran here: it is
+// abandoned, so that only the new holder answers. So it is too when the
+// store fails for as long as the lease: the lease may have lapsed, and the
+// job been taken over, without this holder hearing of it.
 func (rl *relay) renew(j *job, abandon context.CancelFunc) {
-	if j.claim != nil {
-		j.claim.renew()
-	}
 	if j.id == "" {
+		if j.claim != nil {
+			j.claim.renew()
+		}
 		return
 	}
-	held, err := rl.store.KeepJob(rl.postCtx, j.id, j.token, time.Now(), rl.lease)
+	asked := monotonicNanos()
+	held, err := rl.store.KeepJob(rl.postCtx, j.id, j.claimKey(), j.token, j.storeNow(), rl.lease)
 	switch {
 	case err != nil:
 		rl.logger.Error("renewing an async job's lease", zap.String("msg_id", j.v.Message.MsgID), zap.Error(err))
+		if rl.leaseLost(j) {
+			abandon()
+		}
 	case !held:
 		j.lost.Store(true)
 		abandon()
+	default:
+		j.heldUntil.Store(asked + int64(rl.lease))
 	}
+}
+
+// leaseLost reports whether the job's lease was lost: the store said so,
+// or the holder could not renew it for a whole lease.
+func (rl *relay) leaseLost(j *job) bool {
+	return j.lost.Load() || j.id != "" && monotonicNanos() >= j.heldUntil.Load()
+}
+
+// claimKey is the key of the job's message's claim, or "" when it holds none.
+func (j *job) claimKey() string {
+	if j.claim == nil {
+		return ""
+	}
+	return j.claim.key
+}
+
+// storeNow is the time the job's leases are judged at in a store that
+// does not keep time itself: its claim's clock (the handler's, which tests
+// set), or the real time.
+func (j *job) storeNow() time.Time {
+	if j.claim == nil {
+		return time.Now()
+	}
+	return j.claim.c.now()
 }
 
 // failureOutcome is the outcome of a job whose route failed with err.
@@ -367,14 +411,7 @@ const (
 // meets the settled claim. logger is nil for a job that never ran.
 func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered bool) {
 	j.lease.stop()
-	if j.claim != nil {
-		if answered {
-			j.claim.done()
-		} else {
-			j.claim.release()
-		}
-	}
-	rl.forget(j)
+	rl.settle(j, answered)
 	if logger == nil {
 		logger = rl.jobLogger(j)
 	}
@@ -383,13 +420,27 @@ func (rl *relay) finish(j *job, outcome string, logger *zap.Logger, answered boo
 		zap.String("webhook_result", cmp.Or(j.posted, "none")))
 }
 
-// forget removes the job's record: it is settled.
-func (rl *relay) forget(j *job) {
+// settle removes the job's record and settles its claim, in one step of
+// the store when the job is recorded: the claim is kept as the
+// de-duplication record when the message was answered, and released
+// otherwise.
+func (rl *relay) settle(j *job, answered bool) {
 	if j.id == "" {
+		switch {
+		case j.claim == nil:
+		case answered:
+			j.claim.done()
+		default:
+			j.claim.release()
+		}
 		return
 	}
-	if err := rl.store.FinishJob(rl.postCtx, j.id, j.token); err != nil {
-		rl.logger.Error("removing a settled async job from the store", zap.String("msg_id", j.v.Message.MsgID), zap.Error(err))
+	var ttl time.Duration
+	if answered && j.claim != nil {
+		ttl = j.claim.c.ttl
+	}
+	if err := rl.store.FinishJob(rl.postCtx, j.id, j.claimKey(), j.token, j.storeNow(), ttl); err != nil {
+		rl.logger.Error("settling an async job in the store", zap.String("msg_id", j.v.Message.MsgID), zap.Error(err))
 	}
 }
 
@@ -407,10 +458,10 @@ func (rl *relay) stopped(j *job, logger *zap.Logger) {
 	if logger == nil {
 		logger = rl.jobLogger(j)
 	}
-	if j.claim != nil {
-		j.claim.release()
-	}
 	if j.id != "" && rl.store.JobsOutliveProcess() {
+		if j.claim != nil {
+			j.claim.release()
+		}
 		if err := rl.store.HandBackJob(rl.postCtx, j.id, j.token); err != nil {
 			logger.Error("handing an async job back to the store", zap.Error(err))
 		}
@@ -422,7 +473,7 @@ func (rl *relay) stopped(j *job, logger *zap.Logger) {
 	if fallback := rl.fallback(j); fallback != nil {
 		rl.post(j, fallback, logger)
 	}
-	rl.forget(j)
+	rl.settle(j, false)
 	metrics.job(j.v.Bot, outcomeDropped)
 	logger.Error("dingtalk async job dropped: Caddy stopped before it finished, and the store keeps no job beyond this process",
 		zap.String("outcome", outcomeDropped), zap.String("webhook_result", cmp.Or(j.posted, "none")))

@@ -3,11 +3,7 @@ package caddymodule
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
-	"encoding/json"
-	"net"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"time"
 
@@ -16,37 +12,17 @@ import (
 	"go.uber.org/zap"
 )
 
-// A job recorded in the store is the callback as it arrived: the request
-// goes through the server again when another holder takes the job over,
-// so that the route's matchers and placeholders see what they saw the
-// first time, and the dingtalk handler verifies the sign again, at the time
-// it was first verified. The store holds no secret; the sign in it is
-// useless once its timestamp is older than max_age.
-type jobRecord struct {
-	Method     string      `json:"method"`
-	URI        string      `json:"uri"`
-	Host       string      `json:"host"`
-	RemoteAddr string      `json:"remote_addr"`
-	TLS        bool        `json:"tls,omitempty"`
-	Header     http.Header `json:"header"`
-	Body       string      `json:"body"`
-	VerifiedAt int64       `json:"verified_at"` // Unix milliseconds
-	// The name of the server that received it: srv0 and so on, as the
-	// Caddyfile names them, the same on every instance with the same
-	// Caddyfile, whatever addresses each listens on.
-	Server string `json:"server"`
-}
-
-// record stores j before DingTalk is acked: the request as it arrived
+// record claims j's message (when dedupe is not nil) and stores j, in one
+// step of the store, before DingTalk is acked: the request as it arrived
 // (a's sign headers included, even when the route does not forward them).
-func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time) error {
+// It reports whether the message was j's to claim: false for a duplicate,
+// and then nothing is stored.
+func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time, dedupe *deduper) (bool, error) {
 	rec := jobRecord{
 		Method: r.Method, URI: r.RequestURI, Host: r.Host, RemoteAddr: r.RemoteAddr, TLS: r.TLS != nil,
-		Header: r.Header.Clone(), Body: a.Body, VerifiedAt: now.UnixMilli(),
+		Header: r.Header, Body: a.Body, VerifiedAt: now.UnixMilli(),
+		timestamp: a.timestamp, sign: a.sign,
 	}
-	rec.Header.Del(headerBot) // the handler's own, set again
-	rec.Header.Set(timestampKey, a.timestamp)
-	rec.Header.Set(signKey, a.sign)
 	if server, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
 		for name, s := range activeServers() {
 			if s == server {
@@ -54,13 +30,14 @@ func (rl *relay) record(r *http.Request, a *accepted, j *job, now time.Time) err
 			}
 		}
 	}
-	payload, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
 	j.id = j.token.String()
-	// Leases run on real time; now may be a test's fixed time.
-	return rl.store.RecordJob(r.Context(), StoredJob{ID: j.id, Payload: payload}, j.token, time.Now(), rl.lease, rl.retain)
+	if dedupe != nil {
+		j.claim = &claim{c: &dedupe.claims, key: a.storeKey, token: j.token, id: a.Message.MsgID}
+	}
+	asked := monotonicNanos()
+	held, err := rl.store.RecordJob(r.Context(), j.claimKey(), StoredJob{ID: j.id, Payload: rec.encode()}, j.token, j.storeNow(), rl.lease, rl.retain)
+	j.heldUntil.Store(asked + int64(rl.lease))
+	return held, err
 }
 
 // keepJobsIn makes the relay record its jobs in store, under leases, and
@@ -109,13 +86,14 @@ func (rl *relay) takeOver(ctx context.Context) {
 	var taken []StoredJob
 	if room > 0 {
 		token := newClaimToken()
+		asked := monotonicNanos()
 		var err error
 		if taken, err = rl.store.TakeJobs(ctx, token, time.Now(), rl.lease, room); err != nil {
 			rl.logger.Error("looking for async jobs to take over", zap.Error(err))
 		}
 		for _, sj := range taken {
 			rl.jobs.Add(1)
-			go rl.resume(sj, token, servers)
+			go rl.resume(sj, token, asked+int64(rl.lease), servers)
 		}
 	}
 	for range room - len(taken) {
@@ -139,6 +117,7 @@ func (rl *relay) tryAdmit() bool {
 type resumedJob struct {
 	StoredJob
 	token      Token
+	heldUntil  int64 // as job.heldUntil
 	verifiedAt time.Time
 	reached    bool // a dingtalk async handler took the job
 }
@@ -152,12 +131,12 @@ func resumedFrom(r *http.Request) *resumedJob {
 }
 
 // resume runs a job taken over through the server that first received it.
-func (rl *relay) resume(sj StoredJob, token Token, servers map[string]*caddyhttp.Server) {
+func (rl *relay) resume(sj StoredJob, token Token, heldUntil int64, servers map[string]*caddyhttp.Server) {
 	defer rl.jobs.Done()
 	defer func() { <-rl.admit }()
 	logger := rl.logger.With(zap.String("job", sj.ID), zap.Int("attempts", sj.Attempts))
 	drop := func(why string, fields ...zap.Field) {
-		if err := rl.store.FinishJob(rl.postCtx, sj.ID, token); err != nil {
+		if err := rl.store.FinishJob(rl.postCtx, sj.ID, "", token, time.Now(), 0); err != nil {
 			logger.Error("removing an async job from the store", zap.Error(err))
 		}
 		metrics.job("", outcomeDropped)
@@ -170,8 +149,8 @@ func (rl *relay) resume(sj StoredJob, token Token, servers map[string]*caddyhttp
 			drop("taking it over panicked", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
 		}
 	}()
-	var rec jobRecord
-	if err := json.Unmarshal(sj.Payload, &rec); err != nil {
+	rec, err := decodeJobRecord(sj.Payload)
+	if err != nil {
 		drop("its record cannot be read", zap.Error(err))
 		return
 	}
@@ -180,41 +159,11 @@ func (rl *relay) resume(sj StoredJob, token Token, servers map[string]*caddyhttp
 		drop("this instance has no server of the name of the one that received it", zap.String("server", rec.Server))
 		return
 	}
-	rj := &resumedJob{StoredJob: sj, token: token, verifiedAt: time.UnixMilli(rec.VerifiedAt)}
+	rj := &resumedJob{StoredJob: sj, token: token, heldUntil: heldUntil, verifiedAt: time.UnixMilli(rec.VerifiedAt)}
 	server.ServeHTTP(newRecordedResponse(0), rec.request(context.WithValue(context.Background(), resumedJobKey{}, rj)))
 	if !rj.reached {
 		drop("its route no longer reaches a dingtalk handler in async mode that accepts it")
 	}
-}
-
-// request rebuilds the request that was recorded.
-func (rec *jobRecord) request(ctx context.Context) *http.Request {
-	r := &http.Request{
-		Method:     rec.Method,
-		RequestURI: rec.URI,
-		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        rec.Header,
-		Host:          rec.Host,
-		RemoteAddr:    rec.RemoteAddr,
-		Body:          http.NoBody,
-		ContentLength: int64(len(rec.Body)),
-	}
-	if rec.Header == nil {
-		r.Header = make(http.Header)
-	}
-	var err error
-	if r.URL, err = url.ParseRequestURI(rec.URI); err != nil {
-		r.URL = &url.URL{Path: "/"}
-	}
-	restoreBody(r, rec.Body, new(bodyReader))
-	if rec.TLS {
-		host, _, err := net.SplitHostPort(rec.Host)
-		if err != nil {
-			host = rec.Host
-		}
-		r.TLS = &tls.ConnectionState{HandshakeComplete: true, ServerName: host}
-	}
-	return r.WithContext(ctx)
 }
 
 // resume runs the job rj that the server brought to this handler: a was
@@ -226,6 +175,7 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 	rj.reached = true
 	v := &a.Verified
 	j := &job{v: v, next: next, req: r, rec: newRecordedResponse(maxReplySize), id: rj.ID, token: rj.token, attempts: rj.Attempts}
+	j.heldUntil.Store(rj.heldUntil)
 	logger := rl.jobLogger(j).With(zap.Int("attempts", j.attempts))
 	if rl.closing.Load() {
 		// Another handler's loop found it while this one drains: leave it
@@ -248,7 +198,7 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 		if held {
 			j.claim = c
 		} else {
-			rl.forget(j)
+			rl.settle(j, false)
 			metrics.job(v.Bot, outcomeDropped)
 			logger.Info("dingtalk async job dropped: its message is answered or held by another holder", zap.String("outcome", outcomeDropped))
 			return
@@ -258,10 +208,7 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 		if fallback := rl.fallback(j); fallback != nil {
 			rl.post(j, fallback, logger)
 		}
-		if j.claim != nil {
-			j.claim.done() // settled: answered with the fallback, or not at all
-		}
-		rl.forget(j)
+		rl.settle(j, true) // answered with the fallback, or not at all
 		metrics.job(v.Bot, outcomeDropped)
 		logger.Error("dingtalk async job given up: every holder that started it died or stopped before it finished",
 			zap.Int("max_attempts", rl.cfg.MaxAttempts), zap.String("outcome", outcomeDropped),
@@ -278,15 +225,18 @@ func (rl *relay) resumeHere(r *http.Request, a *accepted, rj *resumedJob, dedupe
 }
 
 // claimTakenOver claims the message of a job taken over, on behalf of
-// token. Its dead holder renewed the message's lease and the job's one
-// after the other, and may have died in between: the message's lease then
-// lapses up to a renewal period (a third of a lease) after the job's. So a
-// message held by another holder is claimed again until half a lease has
-// passed, well within the lease the job was taken under, before the job
-// counts as a duplicate. Claiming ends early when the relay stops.
+// token. Its holder renewed the message's lease with the job's, in one step
+// of the store (JobStore.KeepJob), so the two lapsed together; but a store
+// judges the job's lease and the claim's expiry each in its own way (Redis:
+// a sorted set's score against its clock, a key's expiry in its
+// millisecond ticks), and a takeover right at the lapse can find the claim
+// still there. So a message held by another holder is claimed again for a
+// tenth of a lease before the job counts as a duplicate: one answered
+// already, or being answered by whoever holds it. Claiming ends early when
+// the relay stops.
 func (rl *relay) claimTakenOver(ctx context.Context, dedupe *deduper, v *Verified, token Token, c *claim) (bool, error) {
-	giveUp := time.Now().Add(rl.lease / 2)
-	retry := time.NewTicker(max(rl.lease/20, time.Millisecond))
+	giveUp := time.Now().Add(rl.lease / 10)
+	retry := time.NewTicker(max(rl.lease/50, time.Millisecond))
 	defer retry.Stop()
 	for {
 		held, err := dedupe.claimAs(ctx, v.storeKey, v.Message.MsgID, token, dedupe.now(), c)

@@ -37,6 +37,7 @@ func testStoreConformance(t *testing.T, h storeHarness) {
 	}
 	t.Run("jobs", func(t *testing.T) { testJobs(t, h) })
 	t.Run("jobs taken once", func(t *testing.T) { testJobsTakenOnce(t, h) })
+	t.Run("jobs hold their claims", func(t *testing.T) { testJobClaims(t, h) })
 	if h.reopen != nil {
 		t.Run("restart", func(t *testing.T) { testStoreRestart(t, h) })
 	}
@@ -147,14 +148,14 @@ func testJobs(t *testing.T, h storeHarness) {
 	}
 	keep := func(token string) bool {
 		t.Helper()
-		held, err := s.KeepJob(ctx, "j1", tok(token), time.Now(), conformanceLease)
+		held, err := s.KeepJob(ctx, "j1", "", tok(token), time.Now(), conformanceLease)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return held
 	}
 
-	if err := s.RecordJob(ctx, StoredJob{ID: "j1", Payload: jobPayload("j1")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.RecordJob(ctx, "", StoredJob{ID: "j1", Payload: jobPayload("j1")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if !keep("a") {
@@ -176,7 +177,7 @@ func testJobs(t *testing.T, h storeHarness) {
 	if keep("a") {
 		t.Fatal("the lapsed holder still renews the job")
 	}
-	if err := s.FinishJob(ctx, "j1", tok("a")); err != nil {
+	if err := s.FinishJob(ctx, "j1", "", tok("a"), time.Now(), 0); err != nil {
 		t.Fatal(err)
 	}
 	if !keep("b") {
@@ -201,13 +202,13 @@ func testJobs(t *testing.T, h storeHarness) {
 	}
 
 	// Finished by its holder, it is gone for good.
-	if err := s.FinishJob(ctx, "j1", tok("c")); err != nil {
+	if err := s.FinishJob(ctx, "j1", "", tok("c"), time.Now(), 0); err != nil {
 		t.Fatal(err)
 	}
 	if keep("c") {
 		t.Fatal("a finished job is still held")
 	}
-	if err := s.RecordJob(ctx, StoredJob{ID: "control", Payload: []byte("x")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.RecordJob(ctx, "", StoredJob{ID: "control", Payload: []byte("x")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// The control job lapses in the time the finished one would have.
@@ -216,7 +217,7 @@ func testJobs(t *testing.T, h storeHarness) {
 	if len(control) != 1 || control[0].ID != "control" {
 		t.Fatalf("after the control's lease lapsed, taken: %+v, want the control only (j1 was finished)", control)
 	}
-	if err := s.FinishJob(ctx, "control", tok("d")); err != nil {
+	if err := s.FinishJob(ctx, "control", "", tok("d"), time.Now(), 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -227,7 +228,7 @@ func testJobs(t *testing.T, h storeHarness) {
 			retain = conformanceLease
 		}
 		id := "r" + strconv.Itoa(i)
-		if err := s.RecordJob(ctx, StoredJob{ID: id, Payload: []byte(id)}, tok("a"), time.Now(), time.Millisecond, retain); err != nil {
+		if _, err := s.RecordJob(ctx, "", StoredJob{ID: id, Payload: []byte(id)}, tok("a"), time.Now(), time.Millisecond, retain); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,7 +249,7 @@ func testJobsTakenOnce(t *testing.T, h storeHarness) {
 	const jobs, takers = 40, 4
 	for i := range jobs {
 		id := "once" + strconv.Itoa(i)
-		if err := s.RecordJob(ctx, StoredJob{ID: id, Payload: []byte(id)}, tok("dead"), time.Now(), time.Millisecond, time.Hour); err != nil {
+		if _, err := s.RecordJob(ctx, "", StoredJob{ID: id, Payload: []byte(id)}, tok("dead"), time.Now(), time.Millisecond, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -283,6 +284,104 @@ func testJobsTakenOnce(t *testing.T, h storeHarness) {
 	}
 }
 
+// testJobClaims checks that a job's message claim is taken, renewed and
+// settled with the job, in the same steps: they never lapse apart.
+func testJobClaims(t *testing.T, h storeHarness) {
+	s := h.open(t)
+	js := s.(JobStore)
+	ctx := context.Background()
+	claim := func(key, token string) bool {
+		t.Helper()
+		held, err := s.Claim(ctx, key, tok(token), time.Now(), conformanceLease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	record := func(id, key, token string) bool {
+		t.Helper()
+		held, err := js.RecordJob(ctx, key, StoredJob{ID: id, Payload: []byte(id)}, tok(token), time.Now(), conformanceLease, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	take := func(token string) []string {
+		t.Helper()
+		jobs, err := js.TakeJobs(ctx, tok(token), time.Now(), time.Hour, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, j := range jobs {
+			ids = append(ids, j.ID)
+		}
+		return ids
+	}
+	finish := func(id, key, token string, ttl time.Duration) {
+		t.Helper()
+		if err := js.FinishJob(ctx, id, key, tok(token), time.Now(), ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Recorded with its claim; a second job of the message is not recorded.
+	if !record("job", "msg", "a") {
+		t.Fatal("recording the job did not claim its free message")
+	}
+	if claim("msg", "b") {
+		t.Fatal("the message was not claimed with its job")
+	}
+	if record("duplicate", "msg", "b") {
+		t.Fatal("a job of a message another token holds was recorded")
+	}
+
+	// Renewed together: past several leases, neither the claim nor the
+	// job is free.
+	for end := time.Now().Add(3 * conformanceLease); time.Now().Before(end); time.Sleep(conformanceLease / 6) {
+		held, err := js.KeepJob(ctx, "job", "msg", tok("a"), time.Now(), conformanceLease)
+		if err != nil || !held {
+			t.Fatalf("the holder's renewal: %v, %v", held, err)
+		}
+		if claim("msg", "b") {
+			t.Fatal("the claim lapsed while the job's holder renewed the job")
+		}
+		if got := take("b"); len(got) != 0 {
+			t.Fatalf("a renewed job was taken: %v", got)
+		}
+	}
+
+	// Lapsed together: whoever takes the job finds its message free, and
+	// the duplicate was never stored.
+	var taken []string
+	eventually(t, "the job's lease lapsing", func() bool { taken = take("c"); return len(taken) > 0 })
+	if len(taken) != 1 || taken[0] != "job" {
+		t.Fatalf("taken: %v, want the job alone", taken)
+	}
+	eventually(t, "the new holder claiming the message", func() bool { return claim("msg", "c") })
+	if held, err := js.KeepJob(ctx, "job", "msg", tok("a"), time.Now(), time.Hour); err != nil || held {
+		t.Fatalf("the lapsed holder's renewal: %v, %v", held, err)
+	}
+
+	// Settled together: answered, the claim is kept past its lease (the
+	// de-duplication record); failed, it is released at once.
+	if !record("answered", "answered-msg", "d") || !record("failed", "failed-msg", "d") || !record("control", "control-msg", "d") {
+		t.Fatal("recording the jobs did not claim their messages")
+	}
+	finish("answered", "answered-msg", "d", time.Hour)
+	finish("failed", "failed-msg", "d", 0)
+	if !claim("failed-msg", "e") {
+		t.Fatal("a failed job's message was not released")
+	}
+	eventually(t, "the control's claim lapsing", func() bool { return claim("control-msg", "e") })
+	if claim("answered-msg", "e") {
+		t.Fatal("an answered job's message was not kept past its lease")
+	}
+	if got := take("e"); len(got) != 1 || got[0] != "control" {
+		t.Fatalf("after the control's lease lapsed, taken: %v, want the control alone (the others were finished)", got)
+	}
+}
+
 // testStoreRestart checks what a store that outlives its process keeps.
 func testStoreRestart(t *testing.T, h storeHarness) {
 	s := h.open(t)
@@ -293,7 +392,7 @@ func testStoreRestart(t *testing.T, h storeHarness) {
 	if err := s.Keep(ctx, "answered", tok("a"), time.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.(JobStore).RecordJob(ctx, StoredJob{ID: "survivor", Payload: jobPayload("survivor")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
+	if _, err := s.(JobStore).RecordJob(ctx, "", StoredJob{ID: "survivor", Payload: jobPayload("survivor")}, tok("a"), time.Now(), conformanceLease, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 

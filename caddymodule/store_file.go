@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 )
 
 func init() {
@@ -39,6 +40,14 @@ type FileStore struct {
 	// second by the disk's syncs (BENCHMARKS.md). Default: off.
 	Fsync bool `json:"fsync,omitempty"`
 
+	// The most keys remembered at once, as the memory store's: when full,
+	// the oldest eighth is forgotten, the newest seven eighths are always
+	// remembered. They are looked up in memory, about 45 bytes each, taken
+	// when the file is opened, and filled again from the file at start. The
+	// file's open database keeps the number it was opened with: a reload
+	// that changes it takes effect when Caddy restarts. Default: 100000.
+	MaxEntries int `json:"max_entries,omitempty"`
+
 	db      *fileDB
 	poolKey string
 }
@@ -58,14 +67,24 @@ func (s *FileStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.MaxEntries < 0 {
+		return fmt.Errorf("file store: max_entries must not be negative")
+	}
+	if s.MaxEntries == 0 {
+		s.MaxEntries = defaultMaxEntries
+	}
 	s.poolKey = "file/" + path
 	db, loaded, err := fileStores.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
-		return openFileDB(path, s.Fsync, ctx.Logger())
+		return openFileDB(path, s.Fsync, s.MaxEntries, ctx.Logger())
 	})
 	if err != nil {
 		return err
 	}
 	s.db = db.(*fileDB)
+	if loaded && s.db.maxEntries != s.MaxEntries {
+		ctx.Logger().Warn("dingtalk file store: a new max_entries takes effect when Caddy restarts; the open file keeps its number",
+			zap.String("path", path), zap.Int("max_entries", s.MaxEntries), zap.Int("in_effect", s.db.maxEntries))
+	}
 	if loaded {
 		// A reload that turned fsync on or off: the file has one
 		// setting, the newest configuration's.
@@ -163,9 +182,10 @@ var (
 //	store file {
 //	    path <file>
 //	    fsync on|off
+//	    max_entries <n>
 //	}
 //
-// Both are optional: `store file` alone keeps its file in Caddy's data
+// All are optional: `store file` alone keeps its file in Caddy's data
 // directory. Unknown and repeated subdirectives are errors.
 func (s *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the backend's name
@@ -175,6 +195,8 @@ func (s *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.Path, err = singleArg(d)
 		case "fsync":
 			s.Fsync, err = onOffArg(d)
+		case "max_entries":
+			s.MaxEntries, err = countArg(d, 1)
 		default:
 			return d.Errf("unrecognized file store subdirective %q", sub)
 		}

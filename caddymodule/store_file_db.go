@@ -29,9 +29,10 @@ import (
 // One writer commits every write handed to it meanwhile in one
 // transaction, and the sweeper deletes the log's head once it expired.
 type fileDB struct {
-	db     *bolt.DB
-	table  *memoryTable
-	logger *zap.Logger
+	db         *bolt.DB
+	table      *memoryTable
+	maxEntries int // the table's bound
+	logger     *zap.Logger
 
 	mu     sync.RWMutex // held to hand a write over; taken to stop taking them
 	closed bool
@@ -54,7 +55,7 @@ var (
 // a power loss without fsync can leave) is set aside, named in an ERROR
 // line, and replaced by an empty one: as a restart with the memory store
 // would, rather than a gateway that does not start.
-func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
+func openFileDB(path string, fsync bool, maxEntries int, logger *zap.Logger) (*fileDB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("file store: %v", err)
 	}
@@ -85,12 +86,13 @@ func openFileDB(path string, fsync bool, logger *zap.Logger) (*fileDB, error) {
 		return nil, fmt.Errorf("file store %s: %v", path, err)
 	}
 	f := &fileDB{
-		db:      db,
-		table:   newMemoryTable(defaultMaxEntries),
-		logger:  logger,
-		writes:  make(chan *fileWrite, maxFileBatch),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		db:         db,
+		table:      newMemoryTable(maxEntries),
+		maxEntries: maxEntries,
+		logger:     logger,
+		writes:     make(chan *fileWrite, maxFileBatch),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	if err := f.load(); err != nil {
 		db.Close()
@@ -162,19 +164,36 @@ func readLogRecord(v []byte) (logRecord, bool) {
 // once the change is committed; without, once the writer has it, and the
 // writer logs an error that the change meets.
 func (f *fileDB) log(kind byte, key string, token Token, expires time.Time, wait bool) error {
-	// One allocation for the sequence number the writer gives it, and the
-	// record: bbolt keeps both until the transaction is committed.
+	w := &fileWrite{record: newLogRecord(kind, key, token, expires)}
+	if wait {
+		w.done = make(chan error, 1)
+	}
+	return f.submit(w)
+}
+
+// newLogRecord encodes a change of the claims, its first 8 bytes left for
+// its sequence number: one allocation for both, which bbolt keeps until
+// the transaction is committed.
+func newLogRecord(kind byte, key string, token Token, expires time.Time) []byte {
 	buf := make([]byte, 8+logHeader+len(key))
 	rec := buf[8:]
 	rec[0] = kind
 	binary.BigEndian.PutUint64(rec[1:], uint64(expires.UnixNano()))
 	copy(rec[9:], token[:])
 	copy(rec[logHeader:], key)
-	w := &fileWrite{record: buf}
-	if wait {
-		w.done = make(chan error, 1)
+	return buf
+}
+
+// appendLog appends record (from newLogRecord) to the log in tx.
+func appendLog(tx *bolt.Tx, record []byte) error {
+	log := tx.Bucket(logBucket)
+	log.FillPercent = 1 // only ever appended to: fill its pages
+	seq, err := log.NextSequence()
+	if err != nil {
+		return err
 	}
-	return f.submit(w)
+	binary.BigEndian.PutUint64(record, seq)
+	return log.Put(record[:8], record[8:])
 }
 
 // fileWrite is one write waiting for its transaction: a log record (its
@@ -283,14 +302,7 @@ func (w *fileWrite) apply(tx *bolt.Tx) error {
 	if w.fn != nil {
 		return w.fn(tx)
 	}
-	log := tx.Bucket(logBucket)
-	log.FillPercent = 1 // only ever appended to: fill its pages
-	seq, err := log.NextSequence()
-	if err != nil {
-		return err
-	}
-	binary.BigEndian.PutUint64(w.record, seq)
-	return log.Put(w.record[:8], w.record[8:])
+	return appendLog(tx, w.record)
 }
 
 // How the log is kept short: every fileSweepInterval, the sweeper deletes

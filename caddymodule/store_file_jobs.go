@@ -19,7 +19,8 @@ import (
 // relay's job ids grow within a process (newClaimToken), so new records
 // are appended to the bucket's last page.
 //
-// Every method is one write transaction, except that TakeJobs first looks
+// Every method is one write transaction, which also writes down the change
+// to the job's message's claim, except that TakeJobs first looks
 // in a read transaction, which holds up nobody, and writes only when a
 // lease lapsed or a record is past its retention.
 var jobsBucket = []byte("jobs")
@@ -60,21 +61,41 @@ func readFileJob(v []byte) (fileJob, bool) {
 	}, true
 }
 
-// RecordJob implements JobStore.
-func (s *FileStore) RecordJob(_ context.Context, job StoredJob, token Token, now time.Time, lease, retain time.Duration) error {
+// RecordJob implements JobStore. The claim is taken in the table, and
+// written down in the transaction that stores the job.
+func (s *FileStore) RecordJob(_ context.Context, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (bool, error) {
+	var claim []byte
+	if key != "" {
+		held, took := s.db.table.take(key, token, sinceClockStart(now), lease)
+		if !held {
+			return false, nil
+		}
+		if took {
+			claim = newLogRecord(logClaim, key, token, now.Add(lease))
+		}
+	}
 	record := (&fileJob{holder: token, lease: now.Add(lease).UnixNano(), expires: now.Add(retain).UnixNano(),
 		attempts: 1, payload: job.Payload}).encode()
 	err := s.db.update(func(tx *bolt.Tx) error {
+		if claim != nil {
+			if err := appendLog(tx, claim); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(jobsBucket).Put([]byte(job.ID), record)
 	})
 	if err != nil {
-		return fmt.Errorf("file store: record job: %w", err)
+		if claim != nil {
+			s.db.table.release(key, token) // taken for the job, which is not stored
+		}
+		return false, fmt.Errorf("file store: record job: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
-// KeepJob implements JobStore.
-func (s *FileStore) KeepJob(_ context.Context, id string, token Token, now time.Time, lease time.Duration) (bool, error) {
+// KeepJob implements JobStore: the job's lease and the claim are renewed
+// in one transaction.
+func (s *FileStore) KeepJob(_ context.Context, id, key string, token Token, now time.Time, lease time.Duration) (bool, error) {
 	var held bool
 	err := s.db.update(func(tx *bolt.Tx) error {
 		jobs := tx.Bucket(jobsBucket)
@@ -84,7 +105,13 @@ func (s *FileStore) KeepJob(_ context.Context, id string, token Token, now time.
 			return nil
 		}
 		j.lease = now.Add(lease).UnixNano()
-		return jobs.Put([]byte(id), j.encode())
+		if err := jobs.Put([]byte(id), j.encode()); err != nil {
+			return err
+		}
+		if key != "" && s.db.table.keep(key, token, sinceClockStart(now), lease) {
+			return appendLog(tx, newLogRecord(logClaim, key, token, now.Add(lease)))
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("file store: keep job: %w", err)
@@ -159,9 +186,27 @@ func jobsDue(jobs *bolt.Bucket, at int64) bool {
 	return false
 }
 
-// FinishJob implements JobStore.
-func (s *FileStore) FinishJob(_ context.Context, id string, token Token) error {
+// FinishJob implements JobStore: the job is removed and the claim settled
+// in one transaction.
+func (s *FileStore) FinishJob(_ context.Context, id, key string, token Token, now time.Time, ttl time.Duration) error {
+	var claim []byte
+	switch {
+	case key == "":
+	case ttl > 0:
+		if s.db.table.keep(key, token, sinceClockStart(now), ttl) {
+			claim = newLogRecord(logClaim, key, token, now.Add(ttl))
+		}
+	default:
+		if s.db.table.release(key, token) {
+			claim = newLogRecord(logRelease, key, token, now)
+		}
+	}
 	err := s.db.update(func(tx *bolt.Tx) error {
+		if claim != nil {
+			if err := appendLog(tx, claim); err != nil {
+				return err
+			}
+		}
 		jobs := tx.Bucket(jobsBucket)
 		if j, ok := readFileJob(jobs.Get([]byte(id))); ok && j.holder == token {
 			return jobs.Delete([]byte(id))

@@ -22,9 +22,14 @@ import (
 // cleans it up when it ends unless it did so itself.
 func provisionFile(t testing.TB, path string) *FileStore {
 	t.Helper()
+	return provisionFileStore(t, &FileStore{Path: path})
+}
+
+// provisionFileStore is provisionFile for a store configured beyond its path.
+func provisionFileStore(t testing.TB, s *FileStore) *FileStore {
+	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	s := &FileStore{Path: path}
 	if err := s.Provision(ctx); err != nil {
 		t.Fatalf("provisioning the file store: %v", err)
 	}
@@ -93,6 +98,50 @@ func TestFileStoreSurvivesARestart(t *testing.T) {
 	}
 }
 
+// max_entries bounds what the file store remembers, as it bounds the
+// memory store: past it the oldest keys are forgotten, also after a
+// restart, and the newest are kept.
+func TestFileStoreMaxEntries(t *testing.T) {
+	const maxEntries, claims = 100, 2000
+	path := filepath.Join(t.TempDir(), "store.db")
+	ctx := context.Background()
+	key := func(i int) string { return "msg" + strconv.Itoa(i) }
+	claimed := func(s *FileStore, i int) bool {
+		t.Helper()
+		held, err := s.Claim(ctx, key(i), tok("b"), fixedNow, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held
+	}
+	s := provisionFileStore(t, &FileStore{Path: path, MaxEntries: maxEntries})
+	for i := range claims {
+		if held, err := s.Claim(ctx, key(i), tok("a"), fixedNow, time.Hour); err != nil || !held {
+			t.Fatalf("claim %d: %v, %v", i, held, err)
+		}
+	}
+	committed(t, s.db)
+	capacity := memoryShards * memoryGenerations * int(s.db.table.genSize)
+	if n := s.db.table.len(); n > capacity || capacity >= 2*maxEntries+memoryShards*memoryGenerations {
+		t.Fatalf("%d keys remembered in a table for %d, for max_entries %d", n, capacity, maxEntries)
+	}
+	if claimed(s, claims-1) {
+		t.Fatal("the newest key was forgotten")
+	}
+	cleanup(t, s)
+
+	again := provisionFileStore(t, &FileStore{Path: path, MaxEntries: maxEntries})
+	if n := again.db.table.len(); n > capacity {
+		t.Fatalf("after a restart %d keys remembered, for a table of %d", n, capacity)
+	}
+	if claimed(again, claims-1) {
+		t.Fatal("after a restart the newest key was forgotten")
+	}
+	if !claimed(again, 0) {
+		t.Fatal("the oldest key was remembered past max_entries")
+	}
+}
+
 // A reload provisions the new configuration before it cleans up the old
 // one: both must use the one open database, since a second open of the
 // file waits for the lock the first holds.
@@ -124,7 +173,7 @@ func TestFileStoreSharesOneDatabaseAcrossReloads(t *testing.T) {
 
 	// What the pool avoids: bbolt's lock refuses a second open, also
 	// within one process.
-	if _, err := openFileDB(path, false, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "locked by another process") {
+	if _, err := openFileDB(path, false, defaultMaxEntries, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "locked by another process") {
 		t.Fatalf("a second open of a file in use got %v, want the lock's error", err)
 	}
 }
@@ -232,7 +281,7 @@ func TestFileStoreSetsADamagedFileAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.ErrorLevel)
-	db, err := openFileDB(path, false, zap.New(core))
+	db, err := openFileDB(path, false, defaultMaxEntries, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +357,7 @@ func committed(t testing.TB, db *fileDB) {
 }
 
 func openBenchFile(b *testing.B, fsync bool) *fileDB {
-	db, err := openFileDB(filepath.Join(b.TempDir(), "store.db"), fsync, zap.NewNop())
+	db, err := openFileDB(filepath.Join(b.TempDir(), "store.db"), fsync, defaultMaxEntries, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -94,6 +94,18 @@ func (s *MemoryStore) Release(_ context.Context, key string, token Token) error 
 	return nil
 }
 
+// settle keeps token's claim on key until now+ttl when ttl is positive,
+// and releases it otherwise; an empty key is no claim.
+func (t *memoryTable) settle(key string, token Token, now time.Time, ttl time.Duration) {
+	switch {
+	case key == "":
+	case ttl > 0:
+		t.keep(key, token, sinceClockStart(now), ttl)
+	default:
+		t.release(key, token)
+	}
+}
+
 // memoryGenerations is how many generations a shard keeps its keys in.
 const memoryGenerations = 8
 

@@ -25,18 +25,21 @@ type memoryJob struct {
 }
 
 // RecordJob implements JobStore.
-func (s *MemoryStore) RecordJob(_ context.Context, job StoredJob, token Token, now time.Time, lease, retain time.Duration) error {
+func (s *MemoryStore) RecordJob(_ context.Context, key string, job StoredJob, token Token, now time.Time, lease, retain time.Duration) (bool, error) {
 	at := sinceClockStart(now)
+	if key != "" && !s.table.claim(key, token, at, lease) {
+		return false, nil
+	}
 	job.Attempts = 1
 	j := s.table.jobs
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.jobs[job.ID] = &memoryJob{job: job, holder: token, lease: at + int64(lease), expires: at + int64(retain)}
-	return nil
+	return true, nil
 }
 
 // KeepJob implements JobStore.
-func (s *MemoryStore) KeepJob(_ context.Context, id string, token Token, now time.Time, lease time.Duration) (bool, error) {
+func (s *MemoryStore) KeepJob(_ context.Context, id, key string, token Token, now time.Time, lease time.Duration) (bool, error) {
 	at := sinceClockStart(now)
 	j := s.table.jobs
 	j.mu.Lock()
@@ -46,6 +49,9 @@ func (s *MemoryStore) KeepJob(_ context.Context, id string, token Token, now tim
 		return false, nil
 	}
 	mj.lease = at + int64(lease)
+	if key != "" {
+		s.table.keep(key, token, at, lease) // under the jobs' lock: with the job, as one step
+	}
 	return true, nil
 }
 
@@ -76,13 +82,14 @@ func (s *MemoryStore) TakeJobs(_ context.Context, token Token, now time.Time, le
 }
 
 // FinishJob implements JobStore.
-func (s *MemoryStore) FinishJob(_ context.Context, id string, token Token) error {
+func (s *MemoryStore) FinishJob(_ context.Context, id, key string, token Token, now time.Time, ttl time.Duration) error {
 	j := s.table.jobs
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if mj := j.jobs[id]; mj != nil && mj.holder == token {
 		delete(j.jobs, id)
 	}
+	s.table.settle(key, token, now, ttl)
 	return nil
 }
 

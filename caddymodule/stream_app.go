@@ -255,9 +255,17 @@ func (a *StreamApp) Start() error {
 	return nil
 }
 
-// Stop does nothing: a connection outlives its config while another
+// Stop waits for the requests this config's robots have its servers
+// serving in-process. The connection outlives its config while another
 // config uses it, and is closed by Cleanup when none does.
-func (a *StreamApp) Stop() error { return nil }
+func (a *StreamApp) Stop() error {
+	for _, route := range a.robots {
+		for _, ls := range route.local {
+			ls.stop()
+		}
+	}
+	return nil
+}
 
 // Cleanup lets go of this config's connections; the last config using one
 // closes it.

@@ -84,10 +84,11 @@ func (r *streamRoute) subscriptions() []stream.Subscription {
 
 // streamAnswer is what a POST got back.
 type streamAnswer struct {
-	status   int
-	header   http.Header
-	body     []byte
-	overflow bool
+	status    int
+	header    http.Header
+	body      []byte
+	overflow  bool
+	inProcess bool // served by a server of this Caddy without a connection
 }
 
 // post sends body to target as DingTalk's HTTP mode would: signed with a
@@ -108,7 +109,9 @@ func (r *streamRoute) post(ctx context.Context, target string, body []byte, head
 	req.Header.Set(dingtalk.HeaderTimestamp, ts)
 	req.Header.Set(dingtalk.HeaderSign, dingtalk.Sign(r.secret, ts))
 	if ls := r.local[target]; ls != nil {
-		return ls.serve(req)
+		if answer, served, err := ls.serve(req); served || err != nil {
+			return answer, err
+		}
 	}
 	resp, err := streamHTTP.Do(req)
 	if err != nil {
@@ -174,7 +177,7 @@ func (r *streamRoute) deliver(ctx context.Context, msg *dingtalk.Message, body [
 	}
 	r.metrics.frame(topicMessage, frameDelivered)
 	logger.Info("dingtalk stream message delivered", zap.Int("status", answer.status),
-		zap.Bool("in_process", r.local[r.deliverTo] != nil),
+		zap.Bool("in_process", answer.inProcess),
 		zap.String("webhook_result", posted), zap.Duration("duration", time.Since(start)))
 	return answered
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -29,6 +30,10 @@ type localServer struct {
 	// loopback address a connection to it would come from.
 	local  net.Addr
 	remote string
+
+	// Requests are served under a read lock; stop takes the write lock.
+	mu      sync.RWMutex
+	stopped bool
 }
 
 // findLocalServer returns the server of app that target, an http:// URL,
@@ -91,8 +96,15 @@ func isWildcardHost(host string) bool {
 // serve runs req, a request built for the URL, through the server's handler
 // chain, and records the answer as the loopback POST would have read it. A
 // handler that panics (reverse_proxy aborts a broken answer so) fails the
-// delivery as the connection it would have dropped.
-func (ls *localServer) serve(req *http.Request) (answer *streamAnswer, err error) {
+// delivery as the connection it would have dropped. Once the server's
+// config stopped, it serves nothing and reports served false: the URL is
+// then another config's to answer, over HTTP.
+func (ls *localServer) serve(req *http.Request) (answer *streamAnswer, served bool, err error) {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	if ls.stopped {
+		return nil, false, nil
+	}
 	// What net/http gives a request it read from a connection: the path
 	// alone in URL, the request line's target, the peer and local addresses.
 	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, ls.local))
@@ -108,5 +120,15 @@ func (ls *localServer) serve(req *http.Request) (answer *streamAnswer, err error
 		}
 	}()
 	ls.server.ServeHTTP(rec, req)
-	return &streamAnswer{status: rec.statusCode(), header: rec.header, body: rec.body.Bytes(), overflow: rec.overflow}, nil
+	return &streamAnswer{status: rec.statusCode(), header: rec.header, body: rec.body.Bytes(), overflow: rec.overflow, inProcess: true}, true, nil
+}
+
+// stop waits for the requests being served, as the server's own graceful
+// stop waits for those of its connections, and sends later ones over HTTP:
+// the config stops, and its handlers are cleaned up next. A delivery that
+// began before a reload may still be retried through this config's route.
+func (ls *localServer) stop() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.stopped = true
 }

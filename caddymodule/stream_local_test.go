@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -55,5 +58,17 @@ func TestFindLocalServer(t *testing.T) {
 	}
 	if findLocalServer(nil, "http://127.0.0.1:8080/robot") != nil {
 		t.Error("a config without an http app has no server to deliver to")
+	}
+}
+
+// TestLocalServerServesNothingOnceStopped checks that a delivery through a
+// stopped config's route goes over HTTP instead of through handlers being
+// cleaned up.
+func TestLocalServerServesNothingOnceStopped(t *testing.T) {
+	ls := &localServer{} // no server: serving would fail
+	ls.stop()
+	req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:8080/robot", strings.NewReader("{}"))
+	if answer, served, err := ls.serve(req); served || err != nil || answer != nil {
+		t.Errorf("a stopped server served: %v, %v, %v", answer, served, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -387,4 +388,54 @@ func TestStreamEchoesPingAndReconnectsAfterDisconnectWithANewTicket(t *testing.T
 	if !strings.Contains(s.logs(), "dingtalk stream disconnected on DingTalk's request; reconnecting") {
 		t.Errorf("the disconnect is not logged:\n%s", s.logs())
 	}
+}
+
+func TestStreamReloadWaitsForTheDeliveryItServesInProcess(t *testing.T) {
+	s := startStreamed(t, "", "")
+	release := make(chan struct{})
+	s.backend.Handler = func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "slow") {
+			<-release
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"msgtype":"text","text":{"content":"answered %d bytes"}}`, len(body))
+	}
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	s.push(t, s.message("slow"))
+	waitFor(t, "the slow message at the backend", func() bool { return s.backend.Count() == 1 })
+
+	// A reload while the old config's route serves the message in-process:
+	// the old config must not be stopped and cleaned up under it.
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		s.load(s.site("", `dingtalk_reply text "second config"`))
+	}()
+	// The new config started (it answers messages) before the old one
+	// stops: send messages until one is answered by it.
+	for sent := 1; !strings.Contains(strings.Join(s.posts(), ""), "second config"); sent++ {
+		s.push(t, s.message("fast"))
+		waitFor(t, "the answer to a fast message", func() bool { return s.webhook.Count() == sent })
+	}
+	select {
+	case <-reloaded:
+		t.Fatal("the reload finished while the old config was still serving a message in-process")
+	default:
+	}
+	close(release)
+	select {
+	case <-reloaded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reload did not finish once the message was answered")
+	}
+	waitFor(t, "the slow message's answer", func() bool {
+		return strings.Contains(strings.Join(s.posts(), ""), fmt.Sprintf("answered %d bytes", len(s.backend.Requests()[0].Body)))
+	})
 }
