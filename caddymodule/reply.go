@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -203,13 +204,13 @@ func (rh *Reply) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	// AppendJSON replaces invalid UTF-8 with U+FFFD, as json.Marshal
-	// does: the body is always valid JSON.
-	return writeJSON(w, http.StatusOK, msg.AppendJSON(make([]byte, 0, replyRoom)))
+	// does: the body is always valid JSON. It is encoded on the stack,
+	// when it fits, and copied to the heap at its size: the response
+	// writer's interface makes whatever it is given escape.
+	// Benchmark: BenchmarkReplyText.
+	var room [512]byte
+	return writeJSON(w, http.StatusOK, bytes.Clone(msg.AppendJSON(room[:0])))
 }
-
-// replyRoom is the buffer a reply is encoded into at first: a text reply
-// to a short message fits.
-const replyRoom = 256
 
 // message builds the reply to in. Each configured string is expanded on its
 // own, and the values go into Go structs, never into JSON text.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"hash/maphash"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -143,6 +144,42 @@ func BenchmarkMemoryClaimParallel(b *testing.B) {
 			tab.claim(prefix+strconv.Itoa(i), tok("t"), 0, time.Hour)
 		}
 	})
+}
+
+// BenchmarkSharedLine and its Parallel twin measure not the store but the
+// floor under BenchmarkMemoryClaimParallel on this machine: an atomic add
+// to one of 64 cache lines that the key's hash chooses, which is what
+// taking one of the store's 64 shard locks costs, with the same keys, and
+// nothing else. When two cores do no better per operation than one here,
+// no insert that takes a shard lock can (BENCHMARKS.md, the targets).
+func BenchmarkSharedLine(b *testing.B) {
+	lines, seed := new([memoryShards]sharedLine), maphash.MakeSeed()
+	defer reportCPU(b, nil)()
+	i := 0
+	for b.Loop() {
+		i++
+		lines[maphash.String(seed, "msg"+strconv.Itoa(i))%memoryShards].n.Add(1)
+	}
+}
+
+func BenchmarkSharedLineParallel(b *testing.B) {
+	lines, seed := new([memoryShards]sharedLine), maphash.MakeSeed()
+	defer reportCPU(b, nil)()
+	var worker atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		prefix := "w" + strconv.Itoa(int(worker.Add(1))) + "-"
+		i := 0
+		for pb.Next() {
+			i++
+			lines[maphash.String(seed, prefix+strconv.Itoa(i))%memoryShards].n.Add(1)
+		}
+	})
+}
+
+// sharedLine is a counter alone in its cache line, as a shard's lock is.
+type sharedLine struct {
+	n atomic.Uint64
+	_ [56]byte
 }
 
 // memoryDuplicates is a table holding n keys, and the keys: looking one up
