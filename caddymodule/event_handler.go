@@ -108,13 +108,10 @@ func (h *EventHandler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.window = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody)
-	dedupeTTL, err := parseDedupe(h.Dedupe)
-	if err != nil {
+	var dedupeTTL time.Duration
+	var err error
+	if h.window, dedupeTTL, err = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody, &h.Lease, h.Dedupe); err != nil {
 		return err
-	}
-	if h.Lease == 0 {
-		h.Lease = caddy.Duration(defaultLease)
 	}
 
 	var expanded [3]string

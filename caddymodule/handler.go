@@ -157,13 +157,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.window = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody)
-	dedupeTTL, err := parseDedupe(h.Dedupe)
-	if err != nil {
+	var dedupeTTL time.Duration
+	var err error
+	if h.window, dedupeTTL, err = setLimitDefaults(&h.MaxAge, &h.MaxFuture, &h.MaxBody, &h.Lease, h.Dedupe); err != nil {
 		return err
-	}
-	if h.Lease == 0 {
-		h.Lease = caddy.Duration(defaultLease)
 	}
 	if h.ReplayGrace == 0 {
 		h.ReplayGrace = caddy.Duration(defaultReplayGrace)
@@ -228,8 +225,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // setLimitDefaults gives the limits that the dingtalk and dingtalk_event
 // handlers share their defaults where they are not set, and returns the
-// timestamp window they make.
-func setLimitDefaults(maxAge, maxFuture *caddy.Duration, maxBody *int64) dingtalk.Window {
+// timestamp window they make and the de-duplication TTL that dedupe says.
+func setLimitDefaults(maxAge, maxFuture *caddy.Duration, maxBody *int64, lease *caddy.Duration, dedupe string) (dingtalk.Window, time.Duration, error) {
 	if *maxAge == 0 {
 		*maxAge = caddy.Duration(defaultMaxAge)
 	}
@@ -239,7 +236,11 @@ func setLimitDefaults(maxAge, maxFuture *caddy.Duration, maxBody *int64) dingtal
 	if *maxBody == 0 {
 		*maxBody = defaultMaxBody
 	}
-	return dingtalk.Window{MaxAge: time.Duration(*maxAge), MaxFuture: time.Duration(*maxFuture)}
+	if *lease == 0 {
+		*lease = caddy.Duration(defaultLease)
+	}
+	dedupeTTL, err := parseDedupe(dedupe)
+	return dingtalk.Window{MaxAge: time.Duration(*maxAge), MaxFuture: time.Duration(*maxFuture)}, dedupeTTL, err
 }
 
 // Validate checks the configuration for mistakes that provisioning cannot fix.
