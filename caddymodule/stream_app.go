@@ -72,8 +72,9 @@ type StreamRobot struct {
 
 	// Where robot messages are POSTed, signed as DingTalk signs HTTP-mode
 	// callbacks: a `dingtalk` route of this Caddy
-	// (http://127.0.0.1:8080/robot) or any HTTP-mode bot. Its answer is
-	// posted to the message's sessionWebhook.
+	// (http://127.0.0.1:8080/robot), which is served in-process, without a
+	// loopback connection, or any HTTP-mode bot. Its answer is posted to
+	// the message's sessionWebhook.
 	DeliverTo string `json:"deliver_to,omitempty"`
 
 	// Where card callbacks are POSTed; the JSON answer goes back to DingTalk.

@@ -38,9 +38,9 @@ type localServer struct {
 
 // findLocalServer returns the server of app that target, an http:// URL,
 // would connect to: one without TLS whose listen address covers the URL's
-// port, on the URL's host, or on every interface when that host is
-// loopback. It returns nil for any other URL, https ones included (their
-// TLS is left to the loopback request), and for a nil app.
+// port, on a host the URL's host reaches (see reaches). It returns nil for
+// any other URL, https ones included (their TLS is left to the loopback
+// request), and for a nil app.
 func findLocalServer(app *caddyhttp.App, target string) *localServer {
 	u, err := url.Parse(target)
 	if app == nil || err != nil || u.Scheme != "http" {
@@ -53,13 +53,6 @@ func findLocalServer(app *caddyhttp.App, target string) *localServer {
 	port, err := strconv.ParseUint(portText, 10, 16)
 	if err != nil {
 		return nil
-	}
-	loopback := host == "localhost"
-	ip, err := netip.ParseAddr(host)
-	if err == nil {
-		loopback = ip.IsLoopback()
-	} else {
-		ip = netip.MustParseAddr("127.0.0.1") // localhost, if anything
 	}
 	names := make([]string, 0, len(app.Servers))
 	for name := range app.Servers {
@@ -76,9 +69,8 @@ func findLocalServer(app *caddyhttp.App, target string) *localServer {
 			if err != nil || na.IsUnixNetwork() || na.IsFdNetwork() || uint(port) < na.StartPort || uint(port) > na.EndPort {
 				continue
 			}
-			if na.Host == host || (loopback && isWildcardHost(na.Host)) {
-				addr := netip.AddrPortFrom(ip, uint16(port))
-				return &localServer{server: srv, local: net.TCPAddrFromAddrPort(addr),
+			if ip, ok := reaches(host, na.Host); ok {
+				return &localServer{server: srv, local: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))),
 					remote: netip.AddrPortFrom(ip, 0).String()}
 			}
 		}
@@ -86,11 +78,30 @@ func findLocalServer(app *caddyhttp.App, target string) *localServer {
 	return nil
 }
 
-// isWildcardHost reports whether a listen address's host means every
-// interface.
-func isWildcardHost(host string) bool {
-	ip, err := netip.ParseAddr(host)
-	return host == "" || (err == nil && ip.IsUnspecified())
+// reaches reports whether a connection to host reaches a listener on
+// listen (a listen address's host), and the address it would arrive at:
+// the same host; a loopback host and every interface; localhost and a
+// loopback address.
+func reaches(host, listen string) (netip.Addr, bool) {
+	loopback := netip.MustParseAddr("127.0.0.1")
+	hostIP, hostErr := netip.ParseAddr(host)
+	listenIP, listenErr := netip.ParseAddr(listen)
+	switch {
+	case host == listen && hostErr == nil:
+		return hostIP, true
+	case host == listen && host == "localhost":
+		return loopback, true
+	case listen == "" || (listenErr == nil && listenIP.IsUnspecified()):
+		if hostErr == nil && hostIP.IsLoopback() {
+			return hostIP, true
+		}
+		return loopback, host == "localhost"
+	case host == "localhost" && listenErr == nil && listenIP.IsLoopback():
+		return listenIP, true
+	case listen == "localhost" && hostErr == nil && hostIP == loopback:
+		return hostIP, true
+	}
+	return netip.Addr{}, false
 }
 
 // serve runs req, a request built for the URL, through the server's handler

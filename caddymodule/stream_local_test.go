@@ -20,6 +20,8 @@ func TestFindLocalServer(t *testing.T) {
 		"tls":   {Listen: []string{":8443"}, TLSConnPolicies: caddytls.ConnectionPolicies{{}}},
 		"unix":  {Listen: []string{"unix//run/caddy.sock"}},
 		"http":  {Listen: []string{"0.0.0.0:80"}},
+		"bind":  {Listen: []string{"127.0.0.1:8090"}},
+		"named": {Listen: []string{"localhost:8091"}},
 	}}
 	cases := []struct{ target, server, local, remote string }{
 		{"http://127.0.0.1:8080/robot", "all", "127.0.0.1:8080", "127.0.0.1:0"},
@@ -29,7 +31,12 @@ func TestFindLocalServer(t *testing.T) {
 		{"http://[::1]:9100/robot", "bound", "[::1]:9100", "[::1]:0"},
 		{"http://10.0.0.5:7000/robot", "lan", "10.0.0.5:7000", "10.0.0.5:0"},
 		{"http://127.0.0.1/robot", "http", "127.0.0.1:80", "127.0.0.1:0"},
+		{"http://localhost:8090/robot", "bind", "127.0.0.1:8090", "127.0.0.1:0"},
+		{"http://localhost:8091/robot", "named", "127.0.0.1:8091", "127.0.0.1:0"},
+		{"http://127.0.0.1:8091/robot", "named", "127.0.0.1:8091", "127.0.0.1:0"},
 		// Another port, another host, TLS, https, a socket: over HTTP.
+		{"http://[::1]:8090/robot", "", "", ""},
+		{"http://[::1]:8091/robot", "", "", ""},
 		{"http://127.0.0.1:8081/robot", "", "", ""},
 		{"http://127.0.0.2:9005/robot", "", "", ""},
 		{"http://10.0.0.6:8080/robot", "", "", ""},
