@@ -76,6 +76,13 @@ func TestOfficialSDKReceivesAndAcksARobotMessageFromTheFake(t *testing.T) {
 	}
 
 	// The SDK answers DingTalk's ping as the protocol says: its data echoed.
+	// It writes each frame's ack from the frame's own goroutine, and its
+	// WebSocket library panics on a write that overlaps another: the fake
+	// receives an ack before the SDK's write returns, so the ping waits for
+	// the line the SDK logs after the write.
+	if err := log.waitFor(ctx, id); err != nil {
+		t.Fatalf("the SDK never logged its ack of the message: %v", err)
+	}
 	ping, err := server.Ping(ctx, "sdk-ping")
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +103,23 @@ func (l *sdkLog) logf(level, format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(&l.buf, level+": "+format+"\n", args...)
+}
+
+// waitFor waits until a line logged after the SDK wrote an ack names the
+// frame id.
+func (l *sdkLog) waitFor(ctx context.Context, id string) error {
+	for {
+		for _, entry := range strings.Split(l.String(), "debug: [wire] [websocket] local => remote:")[1:] {
+			if strings.Contains(entry, id) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (l *sdkLog) String() string {
