@@ -224,23 +224,26 @@ func message(id string, hook *answerHook) []byte {
 
 // sendHTTP posts the message signed to the route and checks its answer.
 func sendHTTP(client *http.Client, addr, id string, hook *answerHook) error {
-	req, err := dingtalktest.NewRequest("http://"+addr+"/robot", secret, message(id, hook), time.Now())
+	status, body, err := postSigned(client, "http://"+addr+"/robot", message(id, hook))
+	if err == nil && (status != http.StatusOK || answerOf(body) != id) {
+		err = fmt.Errorf("HTTP %d %s for %s", status, body, id)
+	}
+	return err
+}
+
+// postSigned posts body signed to url and reads the answer.
+func postSigned(client *http.Client, url string, body []byte) (int, []byte, error) {
+	req, err := dingtalktest.NewRequest(url, secret, body, time.Now())
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || answerOf(body) != id {
-		return fmt.Errorf("HTTP %d %s for %s", resp.StatusCode, body, id)
-	}
-	return nil
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer, err
 }
 
 // sendStream pushes the message to the gateway's socket and waits for its
@@ -258,25 +261,10 @@ func sendStream(ctx context.Context, fake *dingtalktest.StreamServer, id string,
 // empty answer, and waits for the answer at the hook.
 func sendHTTPAsync(client *http.Client, addr, id string, hook *answerHook) error {
 	answered := hook.expect(id)
-	err := func() error {
-		req, err := dingtalktest.NewRequest("http://"+addr+"/robot-async", secret, message(id, hook), time.Now())
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK || string(bytes.TrimSpace(body)) != emptyReply {
-			return fmt.Errorf("HTTP %d %s for %s", resp.StatusCode, body, id)
-		}
-		return nil
-	}()
+	status, body, err := postSigned(client, "http://"+addr+"/robot-async", message(id, hook))
+	if err == nil && (status != http.StatusOK || string(bytes.TrimSpace(body)) != emptyReply) {
+		err = fmt.Errorf("HTTP %d %s for %s", status, body, id)
+	}
 	if err != nil {
 		hook.forget(id)
 		return err
