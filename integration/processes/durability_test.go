@@ -443,11 +443,13 @@ func TestAsyncPoisonJobIsGivenUpAfterMaxAttempts(t *testing.T) {
 		gw.start()
 	}
 	waitFor(t, "the fallback", func() bool { return wh.posts("sorry, try again") == 1 })
+	// The line reports the fallback's post, so it is written after it.
+	waitFor(t, "the line that says the job was given up", func() bool { return gw.logged("dingtalk async job given up") > 0 })
+	release()
+	quiet(t, gw, be, wh, msg, 0) // no answer to the given-up job, ever
 	if n := gw.logged("dingtalk async job given up"); n != 1 {
 		t.Fatalf("%d lines say the job was given up, want 1", n)
 	}
-	release()
-	quiet(t, gw, be, wh, msg, 0) // no answer to the given-up job, ever
 	if n := be.calls(msg); n != maxAttempts {
 		t.Fatalf("the backend got the poison job %d times, want %d", n, maxAttempts)
 	}
