@@ -182,17 +182,7 @@ func killedJobIsResumedAfterRestart(t *testing.T, store string) (*instance, *bac
 	release()
 	gw.start()
 
-	waitFor(t, "the restarted gateway to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
-	if took := time.Since(killed); took > lease+10*time.Second {
-		t.Fatalf("answered %v after the crash, want within the lease + 10s", took)
-	}
-	quiet(t, gw, be, wh, msg, 1)
-	if n := be.calls(msg); n != 2 {
-		t.Fatalf("the backend got the message %d times, want 2", n)
-	}
-	if n := gw.logged("dingtalk async job taken over"); n != 1 {
-		t.Fatalf("%d lines say a job was taken over, want 1", n)
-	}
+	answeredOnceAfterTakeover(t, gw, be, wh, msg, killed)
 	return gw, be, wh, msg
 }
 
@@ -250,6 +240,24 @@ func TestAsyncRedisHolderThatCannotRenewItsJobLeavesIt(t *testing.T) {
 	r.answered(msg)
 }
 
+// answeredOnceAfterTakeover checks that gw, having taken over the job of
+// a holder killed at killed, posted its answer once within the lease +
+// 10 s, the backend having got the message twice (once per holder).
+func answeredOnceAfterTakeover(t *testing.T, gw *instance, be *backend, wh webhook, msg string, killed time.Time) {
+	t.Helper()
+	waitFor(t, gw.name+" to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
+	if took := time.Since(killed); took > lease+10*time.Second {
+		t.Fatalf("answered %v after the crash, want within the lease + 10s", took)
+	}
+	quiet(t, gw, be, wh, msg, 1)
+	if n := be.calls(msg); n != 2 {
+		t.Fatalf("the backend got the message %d times, want 2", n)
+	}
+	if n := gw.logged("dingtalk async job taken over"); n != 1 {
+		t.Fatalf("%s logged %d takeovers, want 1", gw.name, n)
+	}
+}
+
 // killedJobIsTakenOverByTheOtherInstance kills one of two gateways on srv
 // during a job: the survivor posts the answer once, within the lease + 10 s,
 // having taken the job over (not dropped it).
@@ -268,17 +276,7 @@ func killedJobIsTakenOverByTheOtherInstance(t *testing.T, srv *redistest.Server)
 	killed := time.Now()
 	release()
 
-	waitFor(t, "the survivor to post the answer", func() bool { return wh.posts("re:"+msg) == 1 })
-	if took := time.Since(killed); took > lease+10*time.Second {
-		t.Fatalf("answered %v after the crash, want within the lease + 10s", took)
-	}
-	quiet(t, two, be, wh, msg, 1)
-	if n := be.calls(msg); n != 2 {
-		t.Fatalf("the backend got the message %d times, want 2", n)
-	}
-	if n := two.logged("dingtalk async job taken over"); n != 1 {
-		t.Fatalf("the survivor logged %d takeovers, want 1", n)
-	}
+	answeredOnceAfterTakeover(t, two, be, wh, msg, killed)
 	if n := two.logged("dingtalk async job dropped"); n != 0 {
 		t.Fatalf("the survivor logged %d dropped jobs, want none", n)
 	}
